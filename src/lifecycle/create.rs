@@ -1,0 +1,243 @@
+//! `create`: validate the bundle, claim the id, spawn the init and record
+//! the container once the init is set up and waiting for `start`.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+
+use crate::config;
+use crate::error::Error;
+use crate::namespaces::Plan;
+use crate::process::capabilities::Sets;
+use crate::process::init::Prepared;
+use crate::process::spawn::{self, Spawned};
+use crate::rootfs;
+use crate::state::{self, Container, Saved, Store, EXEC_FIFO};
+use crate::timefmt;
+
+/// Flags of `create` (and `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A bundle that passed every check that needs no process.
+struct Bundle {
+    dir: PathBuf,
+    spec: Spec,
+    rootfs: PathBuf,
+}
+
+/// Creates the container; returns the init's host pid.
+pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
+    state::validate_id(&o.id)?;
+    let bundle = validate_bundle(o)?;
+    let ns = Plan::from_spec(&bundle.spec)?;
+    let caps = Sets::from_spec(
+        bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref()),
+    );
+    let claim = store.create(&o.id)?;
+    let container = record_creating(&claim.dir, o, &bundle)?;
+    make_exec_fifo(&claim.dir)?;
+    // Relative mount sources are taken from the bundle, as runc does.
+    std::env::set_current_dir(&bundle.dir).map_err(Error::io(format!(
+        "chdir to bundle {}",
+        bundle.dir.display()
+    )))?;
+    let state_dir = open_state_dir(&claim.dir)?;
+    let prepared = Prepared {
+        spec: &bundle.spec,
+        rootfs: bundle.rootfs.clone(),
+        ns,
+        caps,
+        state_dir: state_dir.as_fd(),
+        lock_fd: claim.dir_file().as_raw_fd(),
+        preserve_fds: o.preserve_fds as i32,
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+    };
+    let init = spawn::spawn(&prepared)?;
+    match finish_create(&init, container, &bundle.spec, o) {
+        Ok(()) => {
+            let pid = init.pid.as_raw();
+            init.release()?;
+            claim.commit();
+            Ok(pid)
+        }
+        Err(e) => {
+            init.abort();
+            Err(e)
+        }
+    }
+}
+
+/// Checks config.json, the rootfs and the flags against each other.
+fn validate_bundle(o: &CreateOptions) -> Result<Bundle, Error> {
+    let dir = std::fs::canonicalize(&o.bundle)
+        .map_err(Error::io(format!("bundle {}", o.bundle.display())))?;
+    let spec = config::load(&dir.join("config.json"))?;
+    let rootfs = rootfs::rootfs_path(&dir, &spec);
+    match std::fs::metadata(&rootfs) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::Usage(format!(
+                "rootfs ({}) is not a directory",
+                rootfs.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Error::Io {
+                what: format!("rootfs ({})", rootfs.display()),
+                source: e,
+            })
+        }
+    }
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(Error::io(format!("rootfs ({})", rootfs.display())))?;
+    let terminal = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    match (terminal, &o.console_socket) {
+        (true, None) => {
+            return Err(Error::Usage(
+                "process.terminal is true but no --console-socket was given".into(),
+            ))
+        }
+        (true, Some(_)) => {
+            return Err(Error::Usage(
+                "process.terminal with --console-socket is not supported by brig yet; set process.terminal to false".into(),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::Usage(
+                "--console-socket was given but process.terminal is false".into(),
+            ))
+        }
+        (false, None) => {}
+    }
+    let linux = spec.linux().as_ref();
+    if linux.is_some_and(|l| l.seccomp().is_some()) {
+        return Err(Error::Usage(
+            "linux.seccomp: seccomp filters are not supported by brig yet; remove linux.seccomp to run without one".into(),
+        ));
+    }
+    if spec.hooks().is_some() {
+        return Err(Error::Usage(
+            "hooks: OCI hooks are not supported by brig yet".into(),
+        ));
+    }
+    if linux.is_some_and(|l| l.resources().as_ref().is_some_and(has_limits)) {
+        crate::logging::warn("linux.resources: cgroup resource limits are not applied by brig yet");
+    }
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// Whether resources ask for anything beyond device rules (which need a cgroup too).
+fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
+    r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+}
+
+/// Writes the first state.json (no pid yet: `state` says creating).
+fn record_creating(dir: &Path, o: &CreateOptions, b: &Bundle) -> Result<Container, Error> {
+    let annotations = b
+        .spec
+        .annotations()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let c = Container {
+        dir: dir.to_path_buf(),
+        saved: Saved {
+            id: o.id.clone(),
+            pid: 0,
+            init_start_time: 0,
+            bundle: b.dir.clone(),
+            rootfs: b.rootfs.clone(),
+            created: timefmt::rfc3339_nanos(SystemTime::now()),
+            owner: String::new(),
+            annotations,
+            spec: b.spec.clone(),
+        },
+    };
+    c.save()?;
+    Ok(c)
+}
+
+fn make_exec_fifo(dir: &Path) -> Result<(), Error> {
+    let path = dir.join(EXEC_FIFO);
+    nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o622))
+        .map_err(Error::sys(format!("mkfifo {}", path.display())))?;
+    // mkfifo applies the umask; the init may run as any user.
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        &path,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(Error::sys(format!("chmod {}", path.display())))
+}
+
+fn open_state_dir(dir: &Path) -> Result<OwnedFd, Error> {
+    nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys(format!("open {}", dir.display())))
+}
+
+/// Host-side steps once the init exists: oom score, wait for setup, record.
+fn finish_create(
+    init: &Spawned,
+    mut c: Container,
+    spec: &Spec,
+    o: &CreateOptions,
+) -> Result<(), Error> {
+    let pid = init.pid.as_raw();
+    if let Some(score) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
+            .map_err(Error::io(format!("set process.oomScoreAdj to {score}")))?;
+    }
+    init.wait_ready()?;
+    c.saved.pid = pid;
+    c.saved.init_start_time = state::process_start_time(pid)
+        .ok_or_else(|| Error::Usage(format!("container init {pid} exited during create")))?;
+    c.save()?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    Ok(())
+}
+
+/// Writes the pid file atomically (temp file + rename in the same directory).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let path =
+        std::path::absolute(path).map_err(Error::io(format!("pid file {}", path.display())))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.brig-tmp"));
+    state::write_atomic(&tmp, &path, pid.to_string().as_bytes()).map_err(Error::from)
+}

@@ -1,0 +1,56 @@
+//! `delete`: remove a stopped container, or (with --force) kill and remove.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::error::Error;
+use crate::state::{Container, StateError, Status, Store};
+
+/// How long delete waits for a killed init to disappear.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deletes container `id`.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), Error> {
+    let (_lock, c) = match store.lock(id) {
+        // containerd deletes with --force after every exit, whether or not
+        // the container still exists.
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        other => other?,
+    };
+    match c.status() {
+        // We hold the lock, so the create that wrote this died half-way.
+        Status::Stopped | Status::Creating => {}
+        Status::Created => kill_and_wait(&c)?,
+        Status::Running if force => kill_and_wait(&c)?,
+        Status::Running => {
+            return Err(Error::Usage(format!(
+                "cannot delete container {id} that is not stopped: running"
+            )))
+        }
+    }
+    store.remove(&c)?;
+    Ok(())
+}
+
+/// SIGKILLs the init (taking its pid namespace with it) and waits until it is gone.
+fn kill_and_wait(c: &Container) -> Result<(), Error> {
+    let Some(pid) = c.live_pid() else {
+        return Ok(());
+    };
+    match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+        Ok(()) | Err(nix::Error::ESRCH) => {}
+        Err(e) => return Err(Error::sys(format!("kill container init {pid}"))(e)),
+    }
+    let deadline = Instant::now() + KILL_TIMEOUT;
+    while c.live_pid().is_some() {
+        if Instant::now() > deadline {
+            return Err(Error::Usage(format!(
+                "container init {pid} did not die after SIGKILL"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! `kill`: send a signal to the container's init, or to all its processes.
+
+use std::fs;
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+
+use crate::error::Error;
+use crate::signals;
+use crate::state::{Container, Status, Store};
+
+/// Sends `signal` (a name or number) to container `id`.
+pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<(), Error> {
+    let sig = signals::parse(signal)?;
+    let c = store.load(id)?;
+    let pid = match c.status() {
+        Status::Created | Status::Running => c.live_pid(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::Usage("container not running".into()))?;
+    if all {
+        signal_all(&c, pid, sig)
+    } else {
+        send(pid, sig)
+    }
+}
+
+fn send(pid: i32, sig: i32) -> Result<(), Error> {
+    let signal = Signal::try_from(sig).ok();
+    let res = match signal {
+        Some(s) => signal::kill(Pid::from_raw(pid), s),
+        // Real-time signals are not in nix's enum.
+        None => {
+            // SAFETY: kill(2) with a pid and a validated signal number.
+            nix::Error::result(unsafe { libc::kill(pid, sig) }).map(drop)
+        }
+    };
+    match res {
+        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+        Err(e) => Err(Error::sys(format!("kill {pid} with signal {sig}"))(e)),
+    }
+}
+
+/// Signals every process of the container: with a pid namespace, all
+/// processes in it (found through /proc by namespace identity).
+fn signal_all(c: &Container, init: i32, sig: i32) -> Result<(), Error> {
+    let own_pidns = c
+        .saved
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| {
+            n.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+            })
+        });
+    if !own_pidns {
+        return Err(Error::Usage(
+            "kill --all needs the container to have its own pid namespace (cgroup-based kill comes with cgroup support)".into(),
+        ));
+    }
+    for pid in pids_in_namespace_of(init)? {
+        send(pid, sig)?;
+    }
+    Ok(())
+}
+
+/// Host pids of all processes in the pid namespace of `init`, init first.
+pub fn pids_in_namespace_of(init: i32) -> Result<Vec<i32>, Error> {
+    let ns = fs::read_link(format!("/proc/{init}/ns/pid"))
+        .map_err(Error::io(format!("read pid namespace of {init}")))?;
+    let mut out = vec![init];
+    for entry in fs::read_dir("/proc")
+        .map_err(Error::io("read /proc"))?
+        .flatten()
+    {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid != init && fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|l| l == ns) {
+            out.push(pid);
+        }
+    }
+    Ok(out)
+}

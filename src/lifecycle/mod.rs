@@ -1,0 +1,16 @@
+//! The commands of the OCI lifecycle: create, start, run, kill, delete, and
+//! the read-only ones (state, list).
+
+pub mod create;
+pub mod delete;
+pub mod kill;
+pub mod query;
+pub mod run;
+pub mod start;
+
+pub use create::{create, CreateOptions};
+pub use delete::delete;
+pub use kill::kill;
+pub use query::{list, state, ListFormat};
+pub use run::run;
+pub use start::start;

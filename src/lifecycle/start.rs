@@ -1,0 +1,71 @@
+//! `start`: release a created container's init to exec the user's process.
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+
+use crate::error::Error;
+use crate::state::{Status, Store, EXEC_FIFO};
+
+/// How often `start` re-checks that the init is still alive while it waits.
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+
+/// Starts container `id`.
+pub fn start(store: &Store, id: &str) -> Result<(), Error> {
+    let (_lock, c) = store.lock(id)?;
+    match c.status() {
+        Status::Created => {}
+        Status::Stopped => {
+            return Err(Error::Usage(
+                "cannot start a container that has stopped".into(),
+            ))
+        }
+        Status::Running => {
+            return Err(Error::Usage(
+                "cannot start an already running container".into(),
+            ))
+        }
+        Status::Creating => {
+            return Err(Error::Usage(
+                "cannot start a container that is still being created".into(),
+            ))
+        }
+    }
+    let path = c.dir.join(EXEC_FIFO);
+    // Non-blocking, so a dead init cannot leave us stuck in open(2); the
+    // poll below then waits for the init's byte.
+    let fifo = nix::fcntl::open(
+        &path,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys(format!("open {}", path.display())))?;
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        let ready = match poll(
+            &mut fds,
+            PollTimeout::try_from(LIVENESS_CHECK).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Error::sys("poll exec fifo")(e)),
+        };
+        if ready > 0 {
+            let mut byte = [0u8; 1];
+            match nix::unistd::read(&fifo, &mut byte) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::Error::EAGAIN) => {}
+                Err(e) => return Err(Error::sys("read exec fifo")(e)),
+            }
+        }
+        if c.live_pid().is_none() {
+            return Err(Error::Usage(
+                "cannot start a container that has stopped".into(),
+            ));
+        }
+    }
+    std::fs::remove_file(&path).map_err(Error::io(format!("remove {}", path.display())))
+}

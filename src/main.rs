@@ -1,0 +1,33 @@
+//! The `brig` binary: parse, call the library, map errors to exit codes.
+
+use clap::Parser;
+
+fn main() {
+    ensure_stdio_open();
+    let cli = brig::cli::Cli::parse();
+    match brig::cli::execute(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = e.to_string();
+            brig::logging::error(&msg);
+            // With a log file the message went there; a person at a
+            // terminal (and Docker, which reads stderr) must see it too.
+            if brig::logging::has_file() {
+                eprintln!("brig: {msg}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A caller may start brig with fd 0, 1 or 2 closed; the first fd brig
+/// opened would then take that number and leak into the container as stdio.
+fn ensure_stdio_open() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the flags of an fd number.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // SAFETY: opening /dev/null takes the lowest free fd, which is `fd`.
+            unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The five capability sets of process.capabilities.
+//!
+//! Names are mapped to the `caps` crate once, in the parent; names this
+//! kernel does not know are skipped with a warning, as the runtime spec asks.
+//! Nothing is inheritable unless the config says so (CVE-2022-29162).
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+
+use crate::logging;
+
+/// The sets to apply; a missing set in config.json is empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sets {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+/// A capability call that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("set {set} capabilities: {source}")]
+pub struct CapsError {
+    set: &'static str,
+    source: caps::errors::CapsError,
+}
+
+impl Sets {
+    /// Maps config.json's sets to what this kernel supports.
+    pub fn from_spec(c: Option<&LinuxCapabilities>) -> Sets {
+        let supported = caps::runtime::thread_all_supported();
+        let map = |name: &str, set: Option<&Capabilities>| -> CapsHashSet {
+            let mut out = CapsHashSet::new();
+            for cap in set.into_iter().flatten() {
+                let full = format!("CAP_{cap}");
+                match full.parse::<Capability>() {
+                    Ok(c) if supported.contains(&c) => {
+                        out.insert(c);
+                    }
+                    _ => logging::warn(&format!(
+                        "process.capabilities.{name}: {full} is not known to this kernel; skipped"
+                    )),
+                }
+            }
+            out
+        };
+        match c {
+            None => Sets::default(),
+            Some(c) => Sets {
+                bounding: map("bounding", c.bounding().as_ref()),
+                effective: map("effective", c.effective().as_ref()),
+                permitted: map("permitted", c.permitted().as_ref()),
+                inheritable: map("inheritable", c.inheritable().as_ref()),
+                ambient: map("ambient", c.ambient().as_ref()),
+            },
+        }
+    }
+
+    /// Drops everything outside the bounding set; needs CAP_SETPCAP, so it
+    /// runs before the user is switched.
+    pub fn limit_bounding(&self) -> Result<(), CapsError> {
+        for cap in caps::runtime::thread_all_supported() {
+            if !self.bounding.contains(&cap) {
+                caps::drop(None, CapSet::Bounding, cap).map_err(|source| CapsError {
+                    set: "bounding",
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the other four sets, after the user switch (with keep-caps on).
+    pub fn apply(&self) -> Result<(), CapsError> {
+        let set = |name, which, value: &CapsHashSet| {
+            caps::set(None, which, value).map_err(|source| CapsError { set: name, source })
+        };
+        // Inheritable first, while CAP_SETPCAP is still effective; then
+        // effective before permitted, as effective must stay a subset.
+        set("inheritable", CapSet::Inheritable, &self.inheritable)?;
+        set("effective", CapSet::Effective, &self.effective)?;
+        set("permitted", CapSet::Permitted, &self.permitted)?;
+        // The ambient set can only hold what is permitted and inheritable.
+        let ambient: CapsHashSet = self
+            .ambient
+            .iter()
+            .filter(|c| self.permitted.contains(c) && self.inheritable.contains(c))
+            .copied()
+            .collect();
+        if ambient.len() != self.ambient.len() {
+            logging::warn("process.capabilities.ambient: capabilities not both permitted and inheritable were left out");
+        }
+        caps::clear(None, CapSet::Ambient).map_err(|source| CapsError {
+            set: "ambient",
+            source,
+        })?;
+        set("ambient", CapSet::Ambient, &ambient)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_names_and_leaves_missing_sets_empty() {
+        let c: LinuxCapabilities = serde_json::from_str(
+            r#"{"bounding":["CAP_KILL","CAP_CHOWN"],"effective":["CAP_KILL"]}"#,
+        )
+        .unwrap();
+        let s = Sets::from_spec(Some(&c));
+        assert!(s.bounding.contains(&Capability::CAP_KILL));
+        assert!(s.bounding.contains(&Capability::CAP_CHOWN));
+        assert_eq!(s.effective.len(), 1);
+        assert!(s.inheritable.is_empty() && s.ambient.is_empty());
+    }
+}

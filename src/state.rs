@@ -1,0 +1,386 @@
+//! Container state on disk: one directory per container under `--root`.
+//!
+//! `state.json` is replaced atomically (write + rename), so readers never
+//! need the lock; commands that change a container hold an flock on its
+//! directory. The init's start time is recorded so that a recycled pid can
+//! never make a stopped container look alive.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+const STATE_FILE: &str = "state.json";
+/// The fifo `start` opens to release a created container's init.
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+/// Errors about container state and ids.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.', and not '.' or '..'")]
+    InvalidId(String),
+    #[error("container with id {0} already exists")]
+    AlreadyExists(String),
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt state: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Checks an id as runc does: it becomes a directory name, so no `/`, `..` or control characters.
+pub fn validate_id(id: &str) -> Result<(), StateError> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::InvalidId(id.to_string()))
+    }
+}
+
+/// The lifecycle status the runtime spec defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl Status {
+    /// The name `state` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// What brig records about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub id: String,
+    /// Host pid of the init; 0 while creating.
+    pub pid: i32,
+    /// Start time of the init in clock ticks since boot (/proc/PID/stat field 22).
+    pub init_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    pub annotations: BTreeMap<String, String>,
+    /// The config the container was created from.
+    pub spec: Spec,
+}
+
+/// A container as found on disk.
+#[derive(Debug)]
+pub struct Container {
+    pub dir: PathBuf,
+    pub saved: Saved,
+}
+
+impl Container {
+    /// The id.
+    pub fn id(&self) -> &str {
+        &self.saved.id
+    }
+
+    /// Works out the status from the init process and the exec fifo.
+    pub fn status(&self) -> Status {
+        if self.saved.pid <= 0 {
+            return Status::Creating;
+        }
+        if !process_alive(self.saved.pid, self.saved.init_start_time) {
+            return Status::Stopped;
+        }
+        if self.dir.join(EXEC_FIFO).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    /// The init pid if it is still the process brig started.
+    pub fn live_pid(&self) -> Option<i32> {
+        (self.saved.pid > 0 && process_alive(self.saved.pid, self.saved.init_start_time))
+            .then_some(self.saved.pid)
+    }
+
+    /// runc's state JSON (`state`, `list --format json`, and hooks' stdin).
+    pub fn oci_state(&self) -> serde_json::Value {
+        let status = self.status();
+        let pid = if matches!(status, Status::Stopped) {
+            0
+        } else {
+            self.saved.pid
+        };
+        serde_json::json!({
+            "ociVersion": crate::OCI_VERSION,
+            "id": self.saved.id,
+            "pid": pid,
+            "status": status.as_str(),
+            "bundle": self.saved.bundle,
+            "rootfs": self.saved.rootfs,
+            "created": self.saved.created,
+            "owner": self.saved.owner,
+            "annotations": self.saved.annotations,
+        })
+    }
+
+    /// Replaces state.json atomically.
+    pub fn save(&self) -> Result<(), StateError> {
+        let tmp = self.dir.join(".state.json.tmp");
+        let dst = self.dir.join(STATE_FILE);
+        let body = serde_json::to_vec(&self.saved).map_err(|source| StateError::Corrupt {
+            path: dst.clone(),
+            source,
+        })?;
+        write_atomic(&tmp, &dst, &body)
+    }
+}
+
+/// Writes `body` to `tmp`, syncs it and renames it over `dst`.
+pub fn write_atomic(tmp: &Path, dst: &Path, body: &[u8]) -> Result<(), StateError> {
+    let mut f = File::create(tmp).map_err(io("create", tmp))?;
+    f.write_all(body).map_err(io("write", tmp))?;
+    fs::rename(tmp, dst).map_err(io("rename to", dst))
+}
+
+/// Whether `pid` is alive, not a zombie, and started at `start_time`.
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    match read_stat(pid) {
+        Some((state, start)) => state != 'Z' && state != 'X' && start == start_time,
+        None => false,
+    }
+}
+
+/// The start time of `pid` in clock ticks since boot.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    read_stat(pid).map(|(_, start)| start)
+}
+
+/// Reads the state letter and start time from /proc/PID/stat.
+fn read_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3) comes field 4; starttime is field 22.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The `--root` directory holding one directory per container.
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A container directory being created; removed on drop unless committed.
+pub struct NewContainer {
+    pub dir: PathBuf,
+    lock: Option<Flock<File>>,
+    committed: bool,
+}
+
+impl NewContainer {
+    /// The locked directory, for the init to open the exec fifo from.
+    pub fn dir_file(&self) -> &File {
+        self.lock.as_ref().expect("lock is held until drop")
+    }
+
+    /// Keeps the directory: the container now exists.
+    pub fn commit(mut self) -> ContainerLock {
+        self.committed = true;
+        ContainerLock {
+            _lock: self.lock.take().expect("lock is held until commit"),
+        }
+    }
+}
+
+impl Drop for NewContainer {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// An exclusive lock on one container, held while it changes.
+pub struct ContainerLock {
+    _lock: Flock<File>,
+}
+
+impl Store {
+    /// A store at `root` (created on first use).
+    pub fn new(root: &Path) -> Self {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir_of(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Claims `id`: makes its directory and locks it.
+    pub fn create(&self, id: &str) -> Result<NewContainer, StateError> {
+        validate_id(id)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(io("create state root", &self.root))?;
+        let dir = self.dir_of(id);
+        match fs::DirBuilder::new().mode(0o711).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(StateError::AlreadyExists(id.to_string()))
+            }
+            Err(e) => return Err(io("create", &dir)(e)),
+        }
+        // The directory must be searchable by the container's (possibly
+        // unprivileged) init, which opens the exec fifo inside it.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(io("chmod", &dir))?;
+        let mut new = NewContainer {
+            dir: dir.clone(),
+            lock: None,
+            committed: false,
+        };
+        new.lock = Some(lock_dir(&dir)?);
+        Ok(new)
+    }
+
+    /// Reads a container's state without locking.
+    pub fn load(&self, id: &str) -> Result<Container, StateError> {
+        validate_id(id)?;
+        let dir = self.dir_of(id);
+        let path = dir.join(STATE_FILE);
+        let body = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(StateError::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(io("read", &path)(e)),
+        };
+        let saved =
+            serde_json::from_slice(&body).map_err(|source| StateError::Corrupt { path, source })?;
+        Ok(Container { dir, saved })
+    }
+
+    /// Locks a container and reads its state under the lock.
+    pub fn lock(&self, id: &str) -> Result<(ContainerLock, Container), StateError> {
+        validate_id(id)?;
+        let dir = self.dir_of(id);
+        let lock = match lock_dir(&dir) {
+            Ok(l) => l,
+            Err(StateError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                return Err(StateError::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
+        let c = self.load(id)?;
+        Ok((ContainerLock { _lock: lock }, c))
+    }
+
+    /// Every container with a readable state, sorted by id.
+    pub fn list(&self) -> Result<Vec<Container>, StateError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io("read", &self.root)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str() else { continue };
+            match self.load(id) {
+                Ok(c) => out.push(c),
+                // A container still being created, or one that vanished.
+                Err(StateError::NotFound(_)) | Err(StateError::InvalidId(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.saved.id.cmp(&b.saved.id));
+        Ok(out)
+    }
+
+    /// Removes a container's directory (the caller holds its lock).
+    pub fn remove(&self, c: &Container) -> Result<(), StateError> {
+        match fs::remove_dir_all(&c.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("remove", &c.dir)(e)),
+        }
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<Flock<File>, StateError> {
+    let f = File::open(dir).map_err(io("open", dir))?;
+    let _ = f.as_fd();
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| StateError::Io {
+        what: "lock",
+        path: dir.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for good in ["abc", "a-b_c.d+e", "0123456789abcdef"] {
+            validate_id(good).expect(good);
+        }
+        for bad in ["", ".", "..", "a/b", "../x", "a\nb", "a b", "a\u{7f}"] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn own_process_is_alive_and_recycled_pid_is_not() {
+        let pid = std::process::id() as i32;
+        let start = process_start_time(pid).expect("own stat");
+        assert!(process_alive(pid, start));
+        assert!(!process_alive(pid, start + 1));
+    }
+}

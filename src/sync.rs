@@ -1,0 +1,135 @@
+//! The socket between `brig create` and the processes it spawns.
+//!
+//! A SOCK_SEQPACKET pair keeps message boundaries, so each message is one
+//! JSON document; when the other side dies, reads see end-of-file instead of
+//! hanging.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+/// Messages on the socket.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Message {
+    /// Stage 1 made a user namespace: the parent must write its id maps.
+    WriteIdMaps,
+    /// The parent wrote the id maps.
+    IdMapsWritten,
+    /// Stage 1 forked the init; this is its pid in the parent's pid namespace.
+    InitPid(i32),
+    /// The init is set up and waits for `Go`.
+    Ready,
+    /// The container is recorded: the init may wait on the exec fifo.
+    Go,
+    /// Setup failed; the text is the whole error.
+    Error(String),
+}
+
+/// Errors on the socket itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("socketpair: {0}")]
+    Create(nix::Error),
+    #[error("sync socket send: {0}")]
+    Send(nix::Error),
+    #[error("sync socket receive: {0}")]
+    Recv(nix::Error),
+    #[error("container init exited during setup without reporting an error")]
+    Closed,
+    #[error("sync socket: malformed message: {0}")]
+    Malformed(serde_json::Error),
+    #[error("sync socket: expected {expected}, got {got:?}")]
+    Unexpected {
+        expected: &'static str,
+        got: Message,
+    },
+}
+
+/// One end of the socket.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Makes a connected pair: (parent end, child end). Both are close-on-exec.
+pub fn pair() -> Result<(Channel, Channel), SyncError> {
+    let (a, b) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(SyncError::Create)?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    /// Sends one message.
+    pub fn send(&self, msg: &Message) -> Result<(), SyncError> {
+        let body = serde_json::to_vec(msg).map_err(SyncError::Malformed)?;
+        loop {
+            match socket::send(self.fd.as_raw_fd(), &body, socket::MsgFlags::empty()) {
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(SyncError::Send(e)),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Receives one message; `Closed` when the peer is gone.
+    pub fn recv(&self) -> Result<Message, SyncError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match socket::recv(self.fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty()) {
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(SyncError::Recv(e)),
+                Ok(n) => break n,
+            }
+        };
+        if n == 0 {
+            return Err(SyncError::Closed);
+        }
+        serde_json::from_slice(&buf[..n]).map_err(SyncError::Malformed)
+    }
+
+    /// Receives a message and requires it to be `want` (or passes on an error).
+    pub fn expect(&self, want: Message, name: &'static str) -> Result<(), ChildFailed> {
+        match self.recv()? {
+            m if m == want => Ok(()),
+            Message::Error(e) => Err(ChildFailed::Reported(e)),
+            got => Err(SyncError::Unexpected {
+                expected: name,
+                got,
+            }
+            .into()),
+        }
+    }
+}
+
+/// A spawned process failed: it said why, or the socket broke.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildFailed {
+    #[error("{0}")]
+    Reported(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_close() {
+        let (a, b) = pair().unwrap();
+        a.send(&Message::InitPid(42)).unwrap();
+        assert_eq!(b.recv().unwrap(), Message::InitPid(42));
+        b.send(&Message::Error("boom".into())).unwrap();
+        assert!(matches!(
+            a.expect(Message::Ready, "Ready"),
+            Err(ChildFailed::Reported(e)) if e == "boom"
+        ));
+        drop(b);
+        assert!(matches!(a.recv(), Err(SyncError::Closed)));
+    }
+}
