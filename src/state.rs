@@ -104,6 +104,21 @@ pub struct Saved {
     pub spec: Spec,
 }
 
+/// The state document of the runtime spec, in runc's field order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OciState<'a> {
+    oci_version: &'a str,
+    id: &'a str,
+    pid: i32,
+    status: &'a str,
+    bundle: &'a Path,
+    rootfs: &'a Path,
+    created: &'a str,
+    owner: &'a str,
+    annotations: &'a BTreeMap<String, String>,
+}
+
 /// A container as found on disk.
 #[derive(Debug)]
 pub struct Container {
@@ -146,17 +161,19 @@ impl Container {
         } else {
             self.saved.pid
         };
-        serde_json::json!({
-            "ociVersion": crate::OCI_VERSION,
-            "id": self.saved.id,
-            "pid": pid,
-            "status": status.as_str(),
-            "bundle": self.saved.bundle,
-            "rootfs": self.saved.rootfs,
-            "created": self.saved.created,
-            "owner": self.saved.owner,
-            "annotations": self.saved.annotations,
-        })
+        // A struct keeps runc's field order (a json! map would sort the keys).
+        let state = OciState {
+            oci_version: crate::OCI_VERSION,
+            id: &self.saved.id,
+            pid,
+            status: status.as_str(),
+            bundle: &self.saved.bundle,
+            rootfs: &self.saved.rootfs,
+            created: &self.saved.created,
+            owner: &self.saved.owner,
+            annotations: &self.saved.annotations,
+        };
+        serde_json::to_value(state).unwrap_or_default()
     }
 
     /// Replaces state.json atomically.

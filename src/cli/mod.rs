@@ -181,9 +181,8 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
             lifecycle::list(&store, format, quiet, &mut out).map(|_| 0)
         }
     }
-    .and_then(|code| {
+    .inspect(|_| {
         let _ = std::io::stdout().flush();
-        Ok(code)
     })
 }
 
