@@ -1,5 +1,6 @@
 //! The error every command returns, with the module errors it wraps.
 
+use crate::cgroups::CgroupError;
 use crate::config::ConfigError;
 use crate::namespaces::NamespaceError;
 use crate::process::spawn::SpawnError;
@@ -15,6 +16,8 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Signal(#[from] BadSignal),
     /// Failures inside the container's setup, worded as runc words them.

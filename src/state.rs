@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::runtime::Spec;
+
+use crate::cgroups::{self, Cgroup};
 use serde::{Deserialize, Serialize};
 
 const STATE_FILE: &str = "state.json";
@@ -72,6 +74,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -82,6 +85,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -142,9 +146,23 @@ impl Container {
         }
         if self.dir.join(EXEC_FIFO).exists() {
             Status::Created
+        } else if self.cgroup().is_some_and(|c| c.is_frozen()) {
+            Status::Paused
         } else {
             Status::Running
         }
+    }
+
+    /// The container's cgroup, if it has one on this host.
+    pub fn cgroup(&self) -> Option<Cgroup> {
+        let path = self
+            .saved
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_deref());
+        let path = cgroups::container_path(path, &self.saved.id).ok()?;
+        Cgroup::open(&path).ok().filter(Cgroup::exists)
     }
 
     /// The init pid if it is still the process brig started.

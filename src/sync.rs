@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 /// Messages on the socket.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Message {
+    /// The parent put stage 1 into the container's cgroup.
+    Placed,
     /// Stage 1 made a user namespace: the parent must write its id maps.
     WriteIdMaps,
     /// The parent wrote the id maps.

@@ -1,129 +1,459 @@
-//! Cgroup hierarchies as this host has them mounted.
+//! Cgroups: placing a container and enforcing `linux.resources`.
 //!
-//! This module finds the v1 and v2 hierarchies and the caller's place in
-//! each; it is what the container's `cgroup` mounts are built from. Placing
-//! containers and enforcing `linux.resources` build on it.
+//! One model serves cgroup v1, pure v2 and hybrid hosts: every controller
+//! lives in exactly one directory, either a v1 hierarchy or the unified
+//! (v2) one, and each resource is written with the rules of the hierarchy
+//! its controller lives in ([`v1`] or [`v2`]). On a hybrid host such as
+//! this one, memory, cpu, pids, ... are v1 and hugetlb is v2.
+//!
+//! Placement: an absolute `linux.cgroupsPath` is taken from each hierarchy's
+//! root. An empty or relative one goes under [`DEFAULT_PARENT`], never under
+//! the caller's own cgroup (runc puts it there; on a machine whose
+//! supervisor owns the caller's cgroup that would hand it our containers).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod bpf;
+pub mod hierarchy;
+mod v1;
+mod v2;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+
+pub use hierarchy::{hierarchies, is_pure_v2, own_dir, parse_proc_cgroup, Hierarchy};
 
 use crate::mountinfo;
 
-/// One mounted cgroup hierarchy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hierarchy {
-    pub mount_point: PathBuf,
-    /// The cgroup path mounted at `mount_point` (`/` unless a subtree is bound).
-    pub mount_root: PathBuf,
-    /// v2 (`cgroup2`) or v1.
-    pub unified: bool,
-    /// For v1, the `/proc/self/cgroup` key: `cpu,cpuacct`, `memory`, `name=systemd`.
-    pub key: String,
+/// Parent of containers whose cgroupsPath is empty or relative.
+pub const DEFAULT_PARENT: &str = "/brig";
+
+/// A cgroup operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("linux.cgroupsPath {0:?}: systemd cgroup paths (slice:prefix:name) need the systemd cgroup driver, which brig does not have yet")]
+    Systemd(String),
+    #[error("linux.cgroupsPath {path:?}: {msg}")]
+    BadPath { path: String, msg: String },
+    #[error("linux.resources.{resource}: cannot write {value:?} to {file}: {source}")]
+    Write {
+        resource: String,
+        file: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("linux.resources.{resource}: {msg}")]
+    Unsupported { resource: String, msg: String },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-/// Lists the cgroup hierarchies in a mount table.
-pub fn hierarchies(mounts: &[mountinfo::Mount]) -> Vec<Hierarchy> {
-    let mut seen = std::collections::HashSet::new();
-    mounts
-        .iter()
-        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
-        .filter_map(|m| {
-            let unified = m.fs_type == "cgroup2";
-            let key = if unified {
-                String::new()
+/// Works out the cgroup path (from the hierarchy roots) for a container.
+pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf, CgroupError> {
+    let raw = cgroups_path
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if raw.contains(':') {
+        return Err(CgroupError::Systemd(raw));
+    }
+    let p = Path::new(&raw);
+    if p.components().any(|c| c == Component::ParentDir) {
+        return Err(CgroupError::BadPath {
+            path: raw,
+            msg: "must not contain '..'".into(),
+        });
+    }
+    let path = if raw.is_empty() {
+        Path::new(DEFAULT_PARENT).join(id)
+    } else if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        Path::new(DEFAULT_PARENT).join(p)
+    };
+    if path == Path::new("/") {
+        return Err(CgroupError::BadPath {
+            path: raw,
+            msg: "a container cannot use the root cgroup".into(),
+        });
+    }
+    Ok(path)
+}
+
+/// One directory of the container's cgroup.
+#[derive(Debug, Clone)]
+struct Dir {
+    path: PathBuf,
+    unified: bool,
+    controllers: Vec<String>,
+}
+
+/// A container's cgroup across all hierarchies.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    /// The path from the hierarchy roots, e.g. `/default/ID`.
+    pub path: PathBuf,
+    dirs: Vec<Dir>,
+}
+
+impl Cgroup {
+    /// Finds where the cgroup `path` lives on this host's hierarchies.
+    pub fn open(path: &Path) -> Result<Cgroup, CgroupError> {
+        let mounts = mountinfo::read_self().map_err(|source| CgroupError::Io {
+            what: "read",
+            path: "/proc/self/mountinfo".into(),
+            source,
+        })?;
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        let mut dirs = Vec::new();
+        for h in hierarchies(&mounts) {
+            let controllers = if h.unified {
+                fs::read_to_string(h.mount_point.join("cgroup.controllers"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .map(String::from)
+                    .collect()
             } else {
-                // Super options list rw/ro and flags besides the controllers.
-                let mut names: Vec<&str> = m
-                    .super_options
+                h.key
                     .split(',')
-                    .filter(|o| {
-                        !matches!(
-                            *o,
-                            "rw" | "ro"
-                                | "xattr"
-                                | "noprefix"
-                                | "clone_children"
-                                | "cpuset_v2_mode"
-                                | "favordynmods"
-                        )
-                    })
-                    .filter(|o| !o.starts_with("release_agent="))
-                    .collect();
-                names.sort_unstable();
-                names.join(",")
+                    .filter(|c| !c.starts_with("name="))
+                    .map(String::from)
+                    .collect()
             };
-            // The same hierarchy may be mounted twice; the first mount wins.
-            seen.insert(key.clone()).then(|| Hierarchy {
-                mount_point: m.mount_point.clone(),
-                mount_root: PathBuf::from(&m.root),
-                unified,
-                key,
+            dirs.push(Dir {
+                path: h.mount_point.join(rel),
+                unified: h.unified,
+                controllers,
+            });
+        }
+        if dirs.is_empty() {
+            return Err(CgroupError::BadPath {
+                path: path.display().to_string(),
+                msg: "this host has no cgroup hierarchy mounted".into(),
+            });
+        }
+        Ok(Cgroup {
+            path: path.to_path_buf(),
+            dirs,
+        })
+    }
+
+    /// Whether the host is pure cgroup v2.
+    pub fn is_v2(&self) -> bool {
+        self.dirs.iter().all(|d| d.unified)
+    }
+
+    /// The directory holding `controller`: a v1 hierarchy if it has one, else the unified one.
+    fn dir_of(&self, controller: &str) -> Option<&Dir> {
+        self.dirs
+            .iter()
+            .find(|d| !d.unified && d.controllers.iter().any(|c| c == controller))
+            .or_else(|| {
+                self.dirs
+                    .iter()
+                    .find(|d| d.unified && d.controllers.iter().any(|c| c == controller))
             })
+    }
+
+    fn unified(&self) -> Option<&Dir> {
+        self.dirs.iter().find(|d| d.unified)
+    }
+
+    /// Makes the directories (and, on v2, enables the controllers on the way down).
+    pub fn create(&self) -> Result<(), CgroupError> {
+        for d in &self.dirs {
+            if d.unified && self.is_v2() {
+                v2::enable_controllers(&d.path)?;
+            }
+            fs::create_dir_all(&d.path).map_err(|source| CgroupError::Io {
+                what: "create cgroup",
+                path: d.path.clone(),
+                source,
+            })?;
+            if !d.unified && d.controllers.iter().any(|c| c == "cpuset") {
+                v1::init_cpuset(&d.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every resource of `r`, each with the rules of the hierarchy
+    /// its controller lives in.
+    pub fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        if let Some(m) = r.memory() {
+            match self.place("memory", "memory", "memory")? {
+                (d, false) => v1::memory(&d.path, m)?,
+                (d, true) => v2::memory(&d.path, m)?,
+            }
+        }
+        if let Some(c) = r.cpu() {
+            if c.shares().is_some()
+                || c.quota().is_some()
+                || c.period().is_some()
+                || c.burst().is_some()
+                || c.realtime_period().is_some()
+                || c.realtime_runtime().is_some()
+                || c.idle().is_some()
+            {
+                match self.place("cpu", "cpu", "cpu")? {
+                    (d, false) => v1::cpu(&d.path, c)?,
+                    (d, true) => v2::cpu(&d.path, c)?,
+                }
+            }
+            if c.cpus().is_some() || c.mems().is_some() {
+                let (d, _) = self.place("cpu.cpus", "cpuset", "cpuset")?;
+                v1::cpuset(&d.path, c)?;
+            }
+        }
+        if let Some(p) = r.pids() {
+            let (d, _) = self.place("pids", "pids", "pids")?;
+            let v = if p.limit() > 0 {
+                p.limit().to_string()
+            } else {
+                "max".into()
+            };
+            write_file("pids.limit", &d.path.join("pids.max"), &v)?;
+        }
+        if let Some(b) = r.block_io() {
+            match self.place("blockIO", "blkio", "io")? {
+                (d, false) => v1::block_io(&d.path, b)?,
+                (d, true) => v2::block_io(&d.path, b)?,
+            }
+        }
+        for h in r.hugepage_limits().iter().flatten() {
+            match self.place("hugepageLimits", "hugetlb", "hugetlb")? {
+                (d, false) => v1::hugetlb(&d.path, h)?,
+                (d, true) => {
+                    if !self.is_v2() {
+                        v2::enable_in_ancestors(&d.path, "hugetlb")?;
+                    }
+                    v2::hugetlb(&d.path, h)?
+                }
+            }
+        }
+        if let Some(n) = r.network() {
+            if let Some(id) = n.class_id() {
+                let (d, _) = self.place("network.classID", "net_cls", "-")?;
+                write_file(
+                    "network.classID",
+                    &d.path.join("net_cls.classid"),
+                    &id.to_string(),
+                )?;
+            }
+            for p in n.priorities().iter().flatten() {
+                let (d, _) = self.place("network.priorities", "net_prio", "-")?;
+                write_file(
+                    "network.priorities",
+                    &d.path.join("net_prio.ifpriomap"),
+                    &format!("{} {}", p.name(), p.priority()),
+                )?;
+            }
+        }
+        if let Some(rdma) = r.rdma() {
+            for (dev, l) in rdma {
+                let (d, _) = self.place("rdma", "rdma", "rdma")?;
+                let mut v = dev.clone();
+                if let Some(h) = l.hca_handles() {
+                    v.push_str(&format!(" hca_handle={h}"));
+                }
+                if let Some(o) = l.hca_objects() {
+                    v.push_str(&format!(" hca_object={o}"));
+                }
+                write_file("rdma", &d.path.join("rdma.max"), &v)?;
+            }
+        }
+        if let Some(devices) = r.devices() {
+            if let Some(d) = self.dir_of("devices").filter(|d| !d.unified) {
+                v1::devices(&d.path, devices)?;
+            } else if self.is_v2() {
+                v2::devices(&self.dirs[0].path, devices)?;
+            }
+        }
+        if let Some(u) = r.unified().as_ref().filter(|u| !u.is_empty()) {
+            match self.unified() {
+                Some(d) if self.is_v2() => v2::unified(&d.path, u)?,
+                _ => {
+                    return Err(CgroupError::Unsupported {
+                        resource: "unified".into(),
+                        msg: "needs a pure cgroup v2 host".into(),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory for a resource: its v1 controller's, else the unified
+    /// one if the v2 controller is available there. The bool says unified.
+    fn place(&self, resource: &str, v1: &str, v2: &str) -> Result<(&Dir, bool), CgroupError> {
+        if let Some(d) = self
+            .dirs
+            .iter()
+            .find(|d| !d.unified && d.controllers.iter().any(|c| c == v1))
+        {
+            return Ok((d, false));
+        }
+        if let Some(d) = self
+            .dirs
+            .iter()
+            .find(|d| d.unified && d.controllers.iter().any(|c| c == v2))
+        {
+            return Ok((d, true));
+        }
+        Err(CgroupError::Unsupported {
+            resource: resource.into(),
+            msg: format!("this host has no {v1} controller (v1) and no {v2} controller in its cgroup v2 hierarchy"),
         })
-        .collect()
+    }
+
+    /// Moves `pid` into the cgroup in every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in &self.dirs {
+            write_file(
+                "cgroup placement",
+                &d.path.join("cgroup.procs"),
+                &pid.to_string(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The pids in the cgroup.
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        let d = self
+            .dir_of("pids")
+            .or_else(|| self.dir_of("freezer"))
+            .unwrap_or(&self.dirs[0]);
+        let file = d.path.join("cgroup.procs");
+        let text = fs::read_to_string(&file).map_err(|source| CgroupError::Io {
+            what: "read",
+            path: file,
+            source,
+        })?;
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Whether the cgroup's directories still exist.
+    pub fn exists(&self) -> bool {
+        self.dirs.iter().any(|d| d.path.exists())
+    }
+
+    /// Freezes (pause) or thaws (resume) every process in the cgroup.
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        match self.dir_of("freezer") {
+            Some(d) if !d.unified => v1::freeze(&d.path, frozen),
+            _ => match self.unified() {
+                Some(d) if self.is_v2() => v2::freeze(&d.path, frozen),
+                _ => Err(CgroupError::Unsupported {
+                    resource: "freezer".into(),
+                    msg: "this host has no freezer (v1) and no cgroup.freeze (v2)".into(),
+                }),
+            },
+        }
+    }
+
+    /// Whether the cgroup is frozen.
+    pub fn is_frozen(&self) -> bool {
+        match self.dir_of("freezer") {
+            Some(d) if !d.unified => v1::is_frozen(&d.path),
+            _ => self
+                .unified()
+                .filter(|_| self.is_v2())
+                .is_some_and(|d| v2::is_frozen(&d.path)),
+        }
+    }
+
+    /// Sends `sig` to every process in the cgroup; the cgroup is frozen
+    /// meanwhile so that no process escapes by forking.
+    pub fn kill_all(&self, sig: i32) -> Result<(), CgroupError> {
+        if sig == libc::SIGKILL && self.is_v2() {
+            if let Some(d) = self.unified() {
+                let f = d.path.join("cgroup.kill");
+                if f.exists() {
+                    return write_file("cgroup.kill", &f, "1");
+                }
+            }
+        }
+        let can_freeze = self.freeze(true).is_ok();
+        for pid in self.pids()? {
+            // SAFETY: kill(2) with a pid from cgroup.procs and a valid signal.
+            unsafe { libc::kill(pid, sig) };
+        }
+        if can_freeze {
+            self.freeze(false)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the cgroup's directories, waiting briefly for exiting processes.
+    pub fn destroy(&self) -> Result<(), CgroupError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for d in &self.dirs {
+            loop {
+                match fs::remove_dir(&d.path) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(source) => {
+                        return Err(CgroupError::Io {
+                            what: "remove cgroup",
+                            path: d.path.clone(),
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Parses /proc/PID/cgroup into key → cgroup path (`""` for v2).
-pub fn parse_proc_cgroup(text: &str) -> HashMap<String, PathBuf> {
-    text.lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, ':');
-            let _id = parts.next()?;
-            let mut key: Vec<&str> = parts.next()?.split(',').collect();
-            key.sort_unstable();
-            Some((key.join(","), PathBuf::from(parts.next()?)))
-        })
-        .collect()
-}
-
-/// The directory of the process's own cgroup in `h`, or None if it is not visible there.
-pub fn own_dir(h: &Hierarchy, own: &HashMap<String, PathBuf>) -> Option<PathBuf> {
-    let path = own.get(&h.key)?;
-    let rel = path.strip_prefix(&h.mount_root).ok()?;
-    Some(h.mount_point.join(rel))
-}
-
-/// Whether the host is pure cgroup v2 (one cgroup2 mount and no v1 controllers).
-pub fn is_pure_v2(hs: &[Hierarchy]) -> bool {
-    hs.iter().all(|h| h.unified) && !hs.is_empty()
-}
-
-/// Whether `path` is under a cgroup filesystem mount point.
-pub fn is_under(h: &Hierarchy, path: &Path) -> bool {
-    path.starts_with(&h.mount_point)
+/// Writes `value` to a cgroup file; the error names the resource and the file.
+pub(crate) fn write_file(resource: &str, file: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(file, value).map_err(|source| CgroupError::Write {
+        resource: resource.to_string(),
+        file: file.to_path_buf(),
+        value: value.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const HYBRID: &str = "\
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-
     #[test]
-    fn finds_hybrid_hierarchies_and_own_dirs() {
-        let hs = hierarchies(&mountinfo::parse(HYBRID));
-        let keys: Vec<&str> = hs.iter().map(|h| h.key.as_str()).collect();
-        assert_eq!(keys, ["cpu,cpuacct", "memory", "name=systemd", ""]);
-        assert!(!is_pure_v2(&hs));
-        let own = parse_proc_cgroup("4:memory:/a/b\n2:cpuacct,cpu:/\n0::/x\n");
+    fn empty_and_relative_paths_go_under_the_fixed_parent() {
         assert_eq!(
-            own_dir(&hs[1], &own),
-            Some(PathBuf::from("/sys/fs/cgroup/memory/a/b"))
+            container_path(None, "c1").unwrap(),
+            PathBuf::from("/brig/c1")
         );
         assert_eq!(
-            own_dir(&hs[0], &own),
-            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/"))
+            container_path(Some(Path::new("")), "c1").unwrap(),
+            PathBuf::from("/brig/c1")
         );
         assert_eq!(
-            own_dir(&hs[3], &own),
-            Some(PathBuf::from("/sys/fs/cgroup/unified/x"))
+            container_path(Some(Path::new("pod/c1")), "c1").unwrap(),
+            PathBuf::from("/brig/pod/c1")
         );
-        assert_eq!(own_dir(&hs[2], &own), None);
+        assert_eq!(
+            container_path(Some(Path::new("/default/c1")), "c1").unwrap(),
+            PathBuf::from("/default/c1")
+        );
+        assert!(matches!(
+            container_path(Some(Path::new("system.slice:docker:c1")), "c1"),
+            Err(CgroupError::Systemd(_))
+        ));
+        assert!(container_path(Some(Path::new("/a/../b")), "c1").is_err());
+        assert!(container_path(Some(Path::new("/")), "c1").is_err());
     }
 }

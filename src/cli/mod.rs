@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::Error;
-use crate::lifecycle::{self, CreateOptions, ListFormat};
+use crate::lifecycle::{self, CreateOptions, ListFormat, PsFormat};
 use crate::logging::{self, LogFormat};
 use crate::state::Store;
 
@@ -120,6 +120,19 @@ pub enum Command {
         force: bool,
         id: String,
     },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the processes of a container.
+    Ps {
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: PsFormat,
+        id: String,
+        /// Arguments for ps (after `--`), default -ef.
+        #[arg(last = true)]
+        ps_args: Vec<String>,
+    },
     /// List containers.
     List {
         #[arg(short = 'f', long, value_enum, default_value = "table")]
@@ -177,6 +190,13 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
         Command::State { id } => lifecycle::state(&store, &id, &mut out).map(|_| 0),
         Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),
         Command::Delete { force, id } => lifecycle::delete(&store, &id, force).map(|_| 0),
+        Command::Pause { id } => lifecycle::pause(&store, &id).map(|_| 0),
+        Command::Resume { id } => lifecycle::resume(&store, &id).map(|_| 0),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => lifecycle::ps(&store, &id, format, &ps_args, &mut out).map(|_| 0),
         Command::List { format, quiet } => {
             lifecycle::list(&store, format, quiet, &mut out).map(|_| 0)
         }

@@ -9,6 +9,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
+use crate::cgroups::{self, Cgroup};
 use crate::config;
 use crate::error::Error;
 use crate::namespaces::Plan;
@@ -51,6 +52,7 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
             .and_then(|p| p.capabilities().as_ref()),
     );
     let claim = store.create(&o.id)?;
+    let cgroup = create_cgroup(&o.id, &bundle.spec)?;
     let container = record_creating(&claim.dir, o, &bundle)?;
     make_exec_fifo(&claim.dir)?;
     // Relative mount sources are taken from the bundle, as runc does.
@@ -70,12 +72,25 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
     };
-    let init = spawn::spawn(&prepared)?;
-    match finish_create(&init, container, &bundle.spec, o) {
+    let place = |pid: i32| match &cgroup {
+        Some(g) => g.cgroup.add_process(pid).map_err(|e| e.to_string()),
+        None => Ok(()),
+    };
+    let init = spawn::spawn(&prepared, &place)?;
+    match finish_create(
+        &init,
+        container,
+        &bundle.spec,
+        cgroup.as_ref().map(|g| &g.cgroup),
+        o,
+    ) {
         Ok(()) => {
             let pid = init.pid.as_raw();
             init.release()?;
             claim.commit();
+            if let Some(g) = cgroup {
+                g.keep();
+            }
             Ok(pid)
         }
         Err(e) => {
@@ -142,19 +157,53 @@ fn validate_bundle(o: &CreateOptions) -> Result<Bundle, Error> {
             "hooks: OCI hooks are not supported by brig yet".into(),
         ));
     }
-    if linux.is_some_and(|l| l.resources().as_ref().is_some_and(has_limits)) {
-        crate::logging::warn("linux.resources: cgroup resource limits are not applied by brig yet");
-    }
     Ok(Bundle { dir, spec, rootfs })
 }
 
-/// Whether resources ask for anything beyond device rules (which need a cgroup too).
-fn has_limits(r: &oci_spec::runtime::LinuxResources) -> bool {
-    r.memory().is_some()
-        || r.cpu().is_some()
-        || r.pids().is_some()
-        || r.block_io().is_some()
-        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+/// A container cgroup made by this create; removed again unless kept.
+struct CgroupGuard {
+    cgroup: Cgroup,
+    keep: bool,
+}
+
+impl CgroupGuard {
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = self.cgroup.destroy() {
+                crate::logging::warn(&format!("removing the cgroup of a failed create: {e}"));
+            }
+        }
+    }
+}
+
+/// Makes the container's cgroup; without root there is none to make.
+fn create_cgroup(id: &str, spec: &Spec) -> Result<Option<CgroupGuard>, Error> {
+    if !nix::unistd::geteuid().is_root() {
+        crate::logging::warn("not running as root: the container gets no cgroup of its own");
+        return Ok(None);
+    }
+    let cgroup = Cgroup::open(&cgroup_path(id, spec)?)?;
+    let guard = CgroupGuard {
+        cgroup,
+        keep: false,
+    };
+    guard.cgroup.create()?;
+    Ok(Some(guard))
+}
+
+/// The container's cgroup path (see `cgroups::container_path`).
+fn cgroup_path(id: &str, spec: &Spec) -> Result<PathBuf, Error> {
+    let p = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_deref());
+    Ok(cgroups::container_path(p, id)?)
 }
 
 /// Writes the first state.json (no pid yet: `state` says creating).
@@ -207,11 +256,14 @@ fn open_state_dir(dir: &Path) -> Result<OwnedFd, Error> {
     .map_err(Error::sys(format!("open {}", dir.display())))
 }
 
-/// Host-side steps once the init exists: oom score, wait for setup, record.
+/// Host-side steps once the init exists: oom score, wait for setup,
+/// resources (after setup, as runc: device rules would stop the init's
+/// mknod), record.
 fn finish_create(
     init: &Spawned,
     mut c: Container,
     spec: &Spec,
+    cgroup: Option<&Cgroup>,
     o: &CreateOptions,
 ) -> Result<(), Error> {
     let pid = init.pid.as_raw();
@@ -220,6 +272,12 @@ fn finish_create(
             .map_err(Error::io(format!("set process.oomScoreAdj to {score}")))?;
     }
     init.wait_ready()?;
+    if let (Some(cg), Some(r)) = (
+        cgroup,
+        spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
+    ) {
+        cg.apply(r)?;
+    }
     c.saved.pid = pid;
     c.saved.init_start_time = state::process_start_time(pid)
         .ok_or_else(|| Error::Usage(format!("container init {pid} exited during create")))?;

@@ -11,7 +11,7 @@ use crate::state::{Container, StateError, Status, Store};
 /// How long delete waits for a killed init to disappear.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Deletes container `id`.
+/// Deletes container `id`: its processes (if allowed), cgroup and state.
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), Error> {
     let (_lock, c) = match store.lock(id) {
         // containerd deletes with --force after every exit, whether or not
@@ -23,12 +23,20 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), Error> {
         // We hold the lock, so the create that wrote this died half-way.
         Status::Stopped | Status::Creating => {}
         Status::Created => kill_and_wait(&c)?,
-        Status::Running if force => kill_and_wait(&c)?,
-        Status::Running => {
+        Status::Running | Status::Paused if force => kill_and_wait(&c)?,
+        s => {
             return Err(Error::Usage(format!(
-                "cannot delete container {id} that is not stopped: running"
+                "cannot delete container {id} that is not stopped: {}",
+                s.as_str()
             )))
         }
+    }
+    if let Some(cg) = c.cgroup() {
+        // Processes that outlived the init (no pid namespace) go too.
+        if !cg.pids()?.is_empty() {
+            cg.kill_all(libc::SIGKILL)?;
+        }
+        cg.destroy()?;
     }
     store.remove(&c)?;
     Ok(())
@@ -39,6 +47,10 @@ fn kill_and_wait(c: &Container) -> Result<(), Error> {
     let Some(pid) = c.live_pid() else {
         return Ok(());
     };
+    if let Some(cg) = c.cgroup() {
+        // A frozen process cannot die; kill_all thaws after signalling.
+        cg.kill_all(libc::SIGKILL)?;
+    }
     match kill(Pid::from_raw(pid), Signal::SIGKILL) {
         Ok(()) | Err(nix::Error::ESRCH) => {}
         Err(e) => return Err(Error::sys(format!("kill container init {pid}"))(e)),

@@ -14,7 +14,7 @@ pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<(), Erro
     let sig = signals::parse(signal)?;
     let c = store.load(id)?;
     let pid = match c.status() {
-        Status::Created | Status::Running => c.live_pid(),
+        Status::Created | Status::Running | Status::Paused => c.live_pid(),
         _ => None,
     }
     .ok_or_else(|| Error::Usage("container not running".into()))?;
@@ -41,9 +41,12 @@ fn send(pid: i32, sig: i32) -> Result<(), Error> {
     }
 }
 
-/// Signals every process of the container: with a pid namespace, all
-/// processes in it (found through /proc by namespace identity).
+/// Signals every process of the container: those in its cgroup, or
+/// without one, those in its pid namespace (found through /proc).
 fn signal_all(c: &Container, init: i32, sig: i32) -> Result<(), Error> {
+    if let Some(cg) = c.cgroup() {
+        return Ok(cg.kill_all(sig)?);
+    }
     let own_pidns = c
         .saved
         .spec
@@ -57,7 +60,7 @@ fn signal_all(c: &Container, init: i32, sig: i32) -> Result<(), Error> {
         });
     if !own_pidns {
         return Err(Error::Usage(
-            "kill --all needs the container to have its own pid namespace (cgroup-based kill comes with cgroup support)".into(),
+            "kill --all: the container has neither a cgroup nor its own pid namespace".into(),
         ));
     }
     for pid in pids_in_namespace_of(init)? {

@@ -4,6 +4,7 @@
 pub mod create;
 pub mod delete;
 pub mod kill;
+pub mod pause;
 pub mod query;
 pub mod run;
 pub mod start;
@@ -11,6 +12,7 @@ pub mod start;
 pub use create::{create, CreateOptions};
 pub use delete::delete;
 pub use kill::kill;
+pub use pause::{pause, ps, resume, PsFormat};
 pub use query::{list, state, ListFormat};
 pub use run::run;
 pub use start::start;

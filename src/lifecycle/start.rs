@@ -23,7 +23,7 @@ pub fn start(store: &Store, id: &str) -> Result<(), Error> {
                 "cannot start a container that has stopped".into(),
             ))
         }
-        Status::Running => {
+        Status::Running | Status::Paused => {
             return Err(Error::Usage(
                 "cannot start an already running container".into(),
             ))

@@ -36,6 +36,8 @@ pub enum SpawnError {
     Child(String),
     #[error("{0}")]
     IdMaps(String),
+    #[error("{0}")]
+    Place(String),
 }
 
 impl From<ChildFailed> for SpawnError {
@@ -56,8 +58,13 @@ pub fn become_subreaper() -> Result<(), SpawnError> {
         .map_err(SpawnError::Subreaper)
 }
 
-/// Forks stage 1 and returns once the init exists.
-pub fn spawn(p: &Prepared) -> Result<Spawned, SpawnError> {
+/// Forks stage 1 and returns once the init exists. `place` puts stage 1
+/// into the container's cgroup before it enters any namespace, so the
+/// cgroup namespace is rooted there and the init is born inside it.
+pub fn spawn(
+    p: &Prepared,
+    place: &dyn Fn(i32) -> Result<(), String>,
+) -> Result<Spawned, SpawnError> {
     become_subreaper()?;
     let (parent, child) = sync::pair()?;
     // SAFETY: brig is single-threaded, so the child may run any code; it
@@ -70,7 +77,10 @@ pub fn spawn(p: &Prepared) -> Result<Spawned, SpawnError> {
         }
         ForkResult::Parent { child: stage1 } => {
             drop(child);
-            let res = handle_stage1(p, &parent, stage1);
+            let res = place(stage1.as_raw())
+                .map_err(SpawnError::Place)
+                .and_then(|()| Ok(parent.send(&Message::Placed)?))
+                .and_then(|()| handle_stage1(p, &parent, stage1));
             if res.is_err() {
                 let _ = kill(stage1, Signal::SIGKILL);
             }
@@ -110,6 +120,9 @@ fn close_in_child(fd: RawFd) {
 }
 
 fn stage1(p: &Prepared, chan: Channel) -> ! {
+    if chan.expect(Message::Placed, "Placed").is_err() {
+        exit(1);
+    }
     let entered = p.ns.enter(|| {
         chan.send(&Message::WriteIdMaps)
             .map_err(|e| e.to_string())?;

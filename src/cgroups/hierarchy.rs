@@ -1,0 +1,125 @@
+//! Finding the mounted cgroup hierarchies and a process's place in them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::mountinfo;
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount_point: PathBuf,
+    /// The cgroup path mounted at `mount_point` (`/` unless a subtree is bound).
+    pub mount_root: PathBuf,
+    /// v2 (`cgroup2`) or v1.
+    pub unified: bool,
+    /// For v1, the `/proc/self/cgroup` key: `cpu,cpuacct`, `memory`, `name=systemd`.
+    pub key: String,
+}
+
+/// Lists the cgroup hierarchies in a mount table.
+pub fn hierarchies(mounts: &[mountinfo::Mount]) -> Vec<Hierarchy> {
+    let mut seen = std::collections::HashSet::new();
+    mounts
+        .iter()
+        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        .filter_map(|m| {
+            let unified = m.fs_type == "cgroup2";
+            let key = if unified {
+                String::new()
+            } else {
+                // Super options list rw/ro and flags besides the controllers.
+                let mut names: Vec<&str> = m
+                    .super_options
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(
+                            *o,
+                            "rw" | "ro"
+                                | "xattr"
+                                | "noprefix"
+                                | "clone_children"
+                                | "cpuset_v2_mode"
+                                | "favordynmods"
+                        )
+                    })
+                    .filter(|o| !o.starts_with("release_agent="))
+                    .collect();
+                names.sort_unstable();
+                names.join(",")
+            };
+            // The same hierarchy may be mounted twice; the first mount wins.
+            seen.insert(key.clone()).then(|| Hierarchy {
+                mount_point: m.mount_point.clone(),
+                mount_root: PathBuf::from(&m.root),
+                unified,
+                key,
+            })
+        })
+        .collect()
+}
+
+/// Parses /proc/PID/cgroup into key → cgroup path (`""` for v2).
+pub fn parse_proc_cgroup(text: &str) -> HashMap<String, PathBuf> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let mut key: Vec<&str> = parts.next()?.split(',').collect();
+            key.sort_unstable();
+            Some((key.join(","), PathBuf::from(parts.next()?)))
+        })
+        .collect()
+}
+
+/// The directory of the process's own cgroup in `h`, or None if it is not visible there.
+pub fn own_dir(h: &Hierarchy, own: &HashMap<String, PathBuf>) -> Option<PathBuf> {
+    let path = own.get(&h.key)?;
+    let rel = path.strip_prefix(&h.mount_root).ok()?;
+    Some(h.mount_point.join(rel))
+}
+
+/// Whether the host is pure cgroup v2 (one cgroup2 mount and no v1 controllers).
+pub fn is_pure_v2(hs: &[Hierarchy]) -> bool {
+    hs.iter().all(|h| h.unified) && !hs.is_empty()
+}
+
+/// Whether `path` is under a cgroup filesystem mount point.
+pub fn is_under(h: &Hierarchy, path: &Path) -> bool {
+    path.starts_with(&h.mount_point)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn finds_hybrid_hierarchies_and_own_dirs() {
+        let hs = hierarchies(&mountinfo::parse(HYBRID));
+        let keys: Vec<&str> = hs.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(keys, ["cpu,cpuacct", "memory", "name=systemd", ""]);
+        assert!(!is_pure_v2(&hs));
+        let own = parse_proc_cgroup("4:memory:/a/b\n2:cpuacct,cpu:/\n0::/x\n");
+        assert_eq!(
+            own_dir(&hs[1], &own),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/a/b"))
+        );
+        assert_eq!(
+            own_dir(&hs[0], &own),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/"))
+        );
+        assert_eq!(
+            own_dir(&hs[3], &own),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/x"))
+        );
+        assert_eq!(own_dir(&hs[2], &own), None);
+    }
+}
