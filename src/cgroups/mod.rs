@@ -13,6 +13,7 @@
 
 mod bpf;
 pub mod hierarchy;
+pub mod stats;
 mod v1;
 mod v2;
 
@@ -185,6 +186,7 @@ impl Cgroup {
     /// Writes every resource of `r`, each with the rules of the hierarchy
     /// its controller lives in.
     pub fn apply(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        let r = &without_zeros(r);
         if let Some(m) = r.memory() {
             match self.place("memory", "memory", "memory")? {
                 (d, false) => v1::memory(&d.path, m)?,
@@ -286,6 +288,13 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// The directory of a controller (v1 name, v2 name) and whether it is unified.
+    pub fn controller_dir(&self, v1: &str, v2: &str) -> Option<(PathBuf, bool)> {
+        self.place("", v1, v2)
+            .ok()
+            .map(|(d, u)| (d.path.clone(), u))
     }
 
     /// The directory for a resource: its v1 controller's, else the unified
@@ -415,6 +424,42 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// Drops the values that runc treats as "not set" when they are 0 (Docker's
+/// `update` sends zeros for everything it leaves alone).
+fn without_zeros(r: &LinuxResources) -> LinuxResources {
+    const UNSET_WHEN_ZERO: &[(&str, &str)] = &[
+        ("memory", "limit"),
+        ("memory", "reservation"),
+        ("memory", "swap"),
+        ("memory", "kernel"),
+        ("memory", "kernelTCP"),
+        ("cpu", "shares"),
+        ("cpu", "quota"),
+        ("cpu", "period"),
+        ("cpu", "burst"),
+        ("cpu", "realtimeRuntime"),
+        ("cpu", "realtimePeriod"),
+        ("blockIO", "weight"),
+        ("blockIO", "leafWeight"),
+        ("pids", "limit"),
+    ];
+    let Ok(mut v) = serde_json::to_value(r) else {
+        return r.clone();
+    };
+    for (group, key) in UNSET_WHEN_ZERO {
+        if let Some(obj) = v.get_mut(*group).and_then(|g| g.as_object_mut()) {
+            if obj.get(*key).and_then(|x| x.as_i64()) == Some(0) {
+                obj.remove(*key);
+            }
+        }
+    }
+    // A group left empty is not asked for at all.
+    if let Some(obj) = v.as_object_mut() {
+        obj.retain(|k, g| k == "devices" || !g.as_object().is_some_and(|o| o.is_empty()));
+    }
+    serde_json::from_value(v).unwrap_or_else(|_| r.clone())
 }
 
 /// Writes `value` to a cgroup file; the error names the resource and the file.

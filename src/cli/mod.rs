@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::Error;
-use crate::lifecycle::{self, CreateOptions, ListFormat, PsFormat};
+use crate::lifecycle::{self, CreateOptions, ListFormat, PsFormat, UpdateFlags};
 use crate::logging::{self, LogFormat};
 use crate::state::Store;
 
@@ -133,6 +133,22 @@ pub enum Command {
         #[arg(last = true)]
         ps_args: Vec<String>,
     },
+    /// Print resource statistics and OOM events.
+    Events {
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Change the resources of a running container.
+    Update {
+        #[command(flatten)]
+        flags: UpdateFlags,
+        id: String,
+    },
     /// List containers.
     List {
         #[arg(short = 'f', long, value_enum, default_value = "table")]
@@ -197,6 +213,15 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
             id,
             ps_args,
         } => lifecycle::ps(&store, &id, format, &ps_args, &mut out).map(|_| 0),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let interval = lifecycle::events::parse_interval(&interval)?;
+            lifecycle::events(&store, &id, stats, interval, &mut out).map(|_| 0)
+        }
+        Command::Update { flags, id } => lifecycle::update(&store, &id, &flags).map(|_| 0),
         Command::List { format, quiet } => {
             lifecycle::list(&store, format, quiet, &mut out).map(|_| 0)
         }

@@ -3,16 +3,20 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod kill;
 pub mod pause;
 pub mod query;
 pub mod run;
 pub mod start;
+pub mod update;
 
 pub use create::{create, CreateOptions};
 pub use delete::delete;
+pub use events::events;
 pub use kill::kill;
 pub use pause::{pause, ps, resume, PsFormat};
 pub use query::{list, state, ListFormat};
 pub use run::run;
 pub use start::start;
+pub use update::{update, UpdateFlags};
