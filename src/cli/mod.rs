@@ -146,7 +146,7 @@ pub enum Command {
     /// Change the resources of a running container.
     Update {
         #[command(flatten)]
-        flags: UpdateFlags,
+        flags: Box<UpdateFlags>,
         id: String,
     },
     /// List containers.
