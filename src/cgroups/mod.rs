@@ -22,7 +22,7 @@ use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 pub use hierarchy::{hierarchies, is_pure_v2, own_dir, parse_proc_cgroup, Hierarchy};
 
@@ -424,6 +424,51 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// The device rules a container's cgroup gets, as runc builds them: the
+/// config's rules, then an allow rule for each `linux.devices` node, then
+/// the devices every container needs (null, zero, full, random, urandom,
+/// tty, ptmx, pts, tun, and mknod of anything), which later rules keep open.
+pub fn device_rules(spec: &oci_spec::runtime::Spec) -> Option<Vec<LinuxDeviceCgroup>> {
+    let linux = spec.linux().as_ref()?;
+    let mut rules = linux.resources().as_ref()?.devices().clone()?;
+    let rule = |typ: &str,
+                major: Option<i64>,
+                minor: Option<i64>,
+                access: &str|
+     -> Option<LinuxDeviceCgroup> {
+        serde_json::from_value(serde_json::json!({
+            "allow": true, "type": typ, "major": major, "minor": minor, "access": access
+        }))
+        .ok()
+    };
+    for d in linux.devices().iter().flatten() {
+        // The devices cgroup knows only character and block devices.
+        let typ = match d.typ() {
+            LinuxDeviceType::B => "b",
+            LinuxDeviceType::C | LinuxDeviceType::U => "c",
+            _ => continue,
+        };
+        rules.extend(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+    }
+    let defaults = [
+        ("c", None, None, "m"),
+        ("b", None, None, "m"),
+        ("c", Some(1), Some(3), "rwm"),
+        ("c", Some(1), Some(8), "rwm"),
+        ("c", Some(1), Some(7), "rwm"),
+        ("c", Some(5), Some(0), "rwm"),
+        ("c", Some(1), Some(5), "rwm"),
+        ("c", Some(1), Some(9), "rwm"),
+        ("c", Some(136), None, "rwm"),
+        ("c", Some(5), Some(2), "rwm"),
+        ("c", Some(10), Some(200), "rwm"),
+    ];
+    for (t, major, minor, access) in defaults {
+        rules.extend(rule(t, major, minor, access));
+    }
+    Some(rules)
 }
 
 /// Drops the values that runc treats as "not set" when they are 0 (Docker's

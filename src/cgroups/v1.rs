@@ -256,6 +256,10 @@ pub fn device_rule(d: &LinuxDeviceCgroup) -> String {
 /// devices.allow / devices.deny, in order, so that later rules win.
 pub fn devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     for d in rules {
+        if d.typ() == Some(oci_spec::runtime::LinuxDeviceType::P) {
+            // Fifos are not devices to the cgroup.
+            continue;
+        }
         let file = if d.allow() {
             "devices.allow"
         } else {

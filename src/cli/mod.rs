@@ -66,8 +66,9 @@ pub struct CreateFlags {
 }
 
 impl CreateFlags {
-    fn options(&self) -> CreateOptions {
+    fn options(&self, systemd_cgroup: bool) -> CreateOptions {
         CreateOptions {
+            systemd_cgroup,
             id: self.id.clone(),
             bundle: self.bundle.clone(),
             pid_file: self.pid_file.clone(),
@@ -182,11 +183,6 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
             .unwrap_or(std::path::Path::new(""))
             .display()
     )))?;
-    if cli.systemd_cgroup {
-        return Err(Error::Usage(
-            "--systemd-cgroup: the systemd cgroup driver is not available in brig yet".into(),
-        ));
-    }
     let Some(command) = cli.command else {
         return Err(Error::Usage("no command given; see brig --help".into()));
     };
@@ -197,11 +193,11 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
             write_spec(&bundle, rootless)?;
             Ok(0)
         }
-        Command::Create(f) => lifecycle::create(&store, &f.options()).map(|_| 0),
+        Command::Create(f) => lifecycle::create(&store, &f.options(cli.systemd_cgroup)).map(|_| 0),
         Command::Start { id } => lifecycle::start(&store, &id).map(|_| 0),
         Command::Run { flags, detach } => {
             drop(out);
-            lifecycle::run(&store, &flags.options(), detach)
+            lifecycle::run(&store, &flags.options(cli.systemd_cgroup), detach)
         }
         Command::State { id } => lifecycle::state(&store, &id, &mut out).map(|_| 0),
         Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),

@@ -30,6 +30,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `--systemd-cgroup`: manage the cgroup through systemd.
+    pub systemd_cgroup: bool,
 }
 
 /// A bundle that passed every check that needs no process.
@@ -42,6 +44,11 @@ struct Bundle {
 /// Creates the container; returns the init's host pid.
 pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
     state::validate_id(&o.id)?;
+    if o.systemd_cgroup {
+        return Err(Error::Usage(
+            "--systemd-cgroup: the systemd cgroup driver is not available in brig yet".into(),
+        ));
+    }
     let bundle = validate_bundle(o)?;
     let ns = Plan::from_spec(&bundle.spec)?;
     let caps = Sets::from_spec(
@@ -276,7 +283,9 @@ fn finish_create(
         cgroup,
         spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
     ) {
-        cg.apply(r)?;
+        let mut r = r.clone();
+        r.set_devices(cgroups::device_rules(spec));
+        cg.apply(&r)?;
     }
     c.saved.pid = pid;
     c.saved.init_start_time = state::process_start_time(pid)

@@ -37,7 +37,14 @@ pub fn list(
     }
     match format {
         ListFormat::Json => {
-            let states: Vec<_> = all.iter().map(|c| c.oci_state()).collect();
+            let states: Vec<_> = all
+                .iter()
+                .map(|c| {
+                    let mut s = c.oci_state();
+                    s["owner"] = owner_of(&c.dir).into();
+                    s
+                })
+                .collect();
             writeln!(out, "{}", serde_json::Value::Array(states)).map_err(w)
         }
         ListFormat::Table => {
@@ -51,7 +58,7 @@ pub fn list(
                         s["status"].as_str().unwrap_or_default().to_string(),
                         c.saved.bundle.display().to_string(),
                         c.saved.created.clone(),
-                        c.saved.owner.clone(),
+                        owner_of(&c.dir),
                     ]
                 })
                 .collect();
@@ -59,6 +66,23 @@ pub fn list(
             write!(out, "{}", table(&header, &rows)).map_err(w)
         }
     }
+}
+
+/// The user owning a container's state directory, as runc's list shows it.
+fn owner_of(dir: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(dir).map(|m| m.uid()) else {
+        return String::new();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
 }
 
 /// Lays out rows like Go's tabwriter with padding 3, as runc's list does.

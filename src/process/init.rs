@@ -247,8 +247,12 @@ fn find_executable(spec: &Spec) -> Result<Exec, InitError> {
         .as_ref()
         .expect("validated: process is present");
     let args = process.args().as_deref().unwrap_or_default();
-    let env = process.env().as_deref().unwrap_or_default();
-    let path = executable::find(&args[0], env).map_err(InitError::Exec)?;
+    let mut env = process.env().clone().unwrap_or_default();
+    // runc sets HOME from the container's /etc/passwd when the config does not.
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    let path = executable::find(&args[0], &env).map_err(InitError::Exec)?;
     let cstr = |s: &str, what: &str| {
         CString::new(s).map_err(|_| InitError::Exec(format!("{what} {s:?} contains a NUL byte")))
     };
@@ -263,6 +267,19 @@ fn find_executable(spec: &Spec) -> Result<Exec, InitError> {
             .map(|e| cstr(e, "environment entry"))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, or `/`.
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 6 && f[2].parse::<u32>().ok()? == uid).then(|| f[5].to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
 }
 
 /// Enters process.cwd and proves it is inside the container's root

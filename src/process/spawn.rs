@@ -66,17 +66,22 @@ pub fn spawn(
     place: &dyn Fn(i32) -> Result<(), String>,
 ) -> Result<Spawned, SpawnError> {
     become_subreaper()?;
+    // One socket per process: stage 1 and the init run concurrently, and
+    // their messages must not race on a shared socket.
     let (parent, child) = sync::pair()?;
+    let (parent_init, child_init) = sync::pair()?;
     // SAFETY: brig is single-threaded, so the child may run any code; it
     // leaves through _exit (stage 1) or execve (the init), never by returning.
     match unsafe { fork() }.map_err(SpawnError::Fork)? {
         ForkResult::Child => {
             drop(parent);
+            drop(parent_init);
             close_in_child(p.lock_fd);
-            stage1(p, child)
+            stage1(p, child, child_init)
         }
         ForkResult::Parent { child: stage1 } => {
             drop(child);
+            drop(child_init);
             let res = place(stage1.as_raw())
                 .map_err(SpawnError::Place)
                 .and_then(|()| Ok(parent.send(&Message::Placed)?))
@@ -86,7 +91,10 @@ pub fn spawn(
             }
             let _ = waitpid(stage1, None);
             let pid = res?;
-            Ok(Spawned { pid, chan: parent })
+            Ok(Spawned {
+                pid,
+                chan: parent_init,
+            })
         }
     }
 }
@@ -119,7 +127,7 @@ fn close_in_child(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-fn stage1(p: &Prepared, chan: Channel) -> ! {
+fn stage1(p: &Prepared, chan: Channel, init_chan: Channel) -> ! {
     if chan.expect(Message::Placed, "Placed").is_err() {
         exit(1);
     }
@@ -135,7 +143,10 @@ fn stage1(p: &Prepared, chan: Channel) -> ! {
     }
     // SAFETY: still single-threaded; see spawn().
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => init::run(p, chan),
+        Ok(ForkResult::Child) => {
+            drop(chan);
+            init::run(p, init_chan)
+        }
         Ok(ForkResult::Parent { child }) => {
             let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());
             exit(code)
