@@ -144,6 +144,13 @@ impl Cgroup {
         })
     }
 
+    /// On a pure v2 host, the container's directory opened for clone3's
+    /// CLONE_INTO_CGROUP.
+    pub fn v2_dir_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        let d = self.dirs.first().filter(|_| self.is_v2())?;
+        fs::File::open(&d.path).ok().map(Into::into)
+    }
+
     /// Whether the host is pure cgroup v2.
     pub fn is_v2(&self) -> bool {
         self.dirs.iter().all(|d| d.unified)

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::namespaces::Plan;
 use crate::process::capabilities::Sets;
 use crate::process::init::Prepared;
-use crate::process::spawn::{self, Spawned};
+use crate::process::spawn::{self, Placement, SpawnError, Spawned};
 use crate::rootfs;
 use crate::state::{self, Container, Saved, Store, EXEC_FIFO};
 use crate::timefmt;
@@ -79,11 +79,7 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
     };
-    let place = |pid: i32| match &cgroup {
-        Some(g) => g.cgroup.add_process(pid).map_err(|e| e.to_string()),
-        None => Ok(()),
-    };
-    let init = spawn::spawn(&prepared, &place)?;
+    let init = spawn_in_cgroup(&prepared, cgroup.as_ref().map(|g| &g.cgroup))?;
     match finish_create(
         &init,
         container,
@@ -105,6 +101,23 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
             Err(e)
         }
     }
+}
+
+/// Spawns the init inside `cgroup`: born there on cgroup v2 (clone3 with
+/// CLONE_INTO_CGROUP), moved there right after the fork otherwise or on
+/// kernels without clone3.
+fn spawn_in_cgroup(p: &Prepared, cgroup: Option<&Cgroup>) -> Result<Spawned, Error> {
+    let Some(cg) = cgroup else {
+        return Ok(spawn::spawn(p, Placement::None)?);
+    };
+    if let Some(dir) = cg.v2_dir_fd() {
+        match spawn::spawn(p, Placement::Born(dir.as_fd())) {
+            Err(SpawnError::Fork(nix::Error::ENOSYS | nix::Error::E2BIG | nix::Error::EINVAL)) => {}
+            other => return Ok(other?),
+        }
+    }
+    let place = |pid: i32| cg.add_process(pid).map_err(|e| e.to_string());
+    Ok(spawn::spawn(p, Placement::Moved(&place))?)
 }
 
 /// Checks config.json, the rootfs and the flags against each other.

@@ -8,7 +8,7 @@
 //! it, and a failed create can kill and reap it. Once brig exits, the init
 //! passes to the caller's subreaper (containerd's shim, conmon).
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
@@ -58,21 +58,29 @@ pub fn become_subreaper() -> Result<(), SpawnError> {
         .map_err(SpawnError::Subreaper)
 }
 
-/// Forks stage 1 and returns once the init exists. `place` puts stage 1
-/// into the container's cgroup before it enters any namespace, so the
-/// cgroup namespace is rooted there and the init is born inside it.
-pub fn spawn(
-    p: &Prepared,
-    place: &dyn Fn(i32) -> Result<(), String>,
-) -> Result<Spawned, SpawnError> {
+/// Where stage 1 goes before it enters any namespace, so that the cgroup
+/// namespace is rooted there and the init is born inside it.
+pub enum Placement<'a> {
+    /// No cgroup (an unprivileged caller).
+    None,
+    /// Born in this cgroup v2 directory: clone3 with CLONE_INTO_CGROUP.
+    Born(BorrowedFd<'a>),
+    /// Moved by writing its pid (cgroup v1 and hybrid hosts).
+    Moved(&'a dyn Fn(i32) -> Result<(), String>),
+}
+
+/// Forks stage 1 and returns once the init exists.
+pub fn spawn(p: &Prepared, placement: Placement) -> Result<Spawned, SpawnError> {
     become_subreaper()?;
     // One socket per process: stage 1 and the init run concurrently, and
     // their messages must not race on a shared socket.
     let (parent, child) = sync::pair()?;
     let (parent_init, child_init) = sync::pair()?;
-    // SAFETY: brig is single-threaded, so the child may run any code; it
-    // leaves through _exit (stage 1) or execve (the init), never by returning.
-    match unsafe { fork() }.map_err(SpawnError::Fork)? {
+    let born_in = match &placement {
+        Placement::Born(fd) => Some(fd.as_raw_fd()),
+        _ => None,
+    };
+    match fork_into(born_in)? {
         ForkResult::Child => {
             drop(parent);
             drop(parent_init);
@@ -82,7 +90,11 @@ pub fn spawn(
         ForkResult::Parent { child: stage1 } => {
             drop(child);
             drop(child_init);
-            let res = place(stage1.as_raw())
+            let placed = match placement {
+                Placement::Moved(place) => place(stage1.as_raw()),
+                Placement::None | Placement::Born(_) => Ok(()),
+            };
+            let res = placed
                 .map_err(SpawnError::Place)
                 .and_then(|()| Ok(parent.send(&Message::Placed)?))
                 .and_then(|()| handle_stage1(p, &parent, stage1));
@@ -97,6 +109,59 @@ pub fn spawn(
             })
         }
     }
+}
+
+/// The kernel's struct clone_args, up to the `cgroup` field (version 2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks, born directly into the cgroup `cgroup_fd` when given (clone3 with
+/// CLONE_INTO_CGROUP); kernels without it get a plain fork and the caller
+/// moves the child (the parent falls back in `spawn`).
+fn fork_into(cgroup_fd: Option<RawFd>) -> Result<ForkResult, SpawnError> {
+    if let Some(fd) = cgroup_fd {
+        let args = CloneArgs {
+            flags: CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd as u64,
+            ..Default::default()
+        };
+        // SAFETY: like fork(2) (no CLONE_VM, no new stack): the child gets a
+        // copy of this single-threaded process; args is a live repr(C) struct
+        // whose size is passed.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        return match nix::Error::result(rc) {
+            Ok(0) => Ok(ForkResult::Child),
+            Ok(pid) => Ok(ForkResult::Parent {
+                child: Pid::from_raw(pid as i32),
+            }),
+            Err(e) => Err(SpawnError::Fork(e)),
+        };
+    }
+    // SAFETY: brig is single-threaded, so the child may run any code; it
+    // leaves through _exit (stage 1) or execve (the init), never by returning.
+    unsafe { fork() }.map_err(SpawnError::Fork)
 }
 
 /// Serves stage 1's requests until it names the init.
