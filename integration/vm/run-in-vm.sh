@@ -7,8 +7,8 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: run-in-vm.sh [--share DIR]... [--share-ro DIR]... [--env NAME=VALUE]...
-                    [--timeout SECONDS] -- COMMAND [ARG]...
+usage: run-in-vm.sh [--share DIR]... [--share-ro DIR]... [--tmpfs DIR]...
+                    [--env NAME=VALUE]... [--timeout SECONDS] -- COMMAND [ARG]...
   --share DIR      make host DIR visible read-write at the same path in the guest
                    (virtio 9p); the first share is COMMAND's working directory
   --share-ro DIR   the same, read-only
@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
         share_dirs+=("$(realpath "$2")")
         if [ "$1" = --share ]; then share_modes+=(rw); else share_modes+=(ro); fi
         shift 2 ;;
-    --tmpfs) [ $# -ge 2 ] || die "--tmpfs needs a directory"; tmpfs_dirs+=("$2"); shift 2 ;;
+    --tmpfs) [ $# -ge 2 ] || die "--tmpfs needs a directory"; tmpfs_dirs+=("$(realpath -m "$2")"); shift 2 ;;
     --env) [ $# -ge 2 ] && [[ $2 == *=* ]] || die "--env needs NAME=VALUE"; envs+=("$2"); shift 2 ;;
     --timeout) [ $# -ge 2 ] || die "--timeout needs seconds"; TIMEOUT=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
@@ -72,10 +72,14 @@ if [ "$ACCEL" = tcg ]; then
         -e 's/.*tsc: Refined TSC clocksource calibration: \([0-9.]*\) MHz.*/\1/p' | tail -1)
     [ -n "$tsc_mhz" ] || tsc_mhz=$(awk -F: '/^cpu MHz/ { print $2; exit }' /proc/cpuinfo)
     [ -z "$tsc_mhz" ] || APPEND+=" tsc_early_khz=$(awk -v m="$tsc_mhz" 'BEGIN { printf "%d", m * 1000 }')"
+    # TCG's TSC is one global host-TSC-based counter, so it is synchronised,
+    # but the guest's slow emulated sync check says otherwise and falls back
+    # to jiffies (4 ms clock resolution).  Trust it.
+    APPEND+=" tsc=reliable"
 fi
 APPEND+=" ${BRIG_VM_KERNEL_ARGS:-}"   # e.g. "loglevel=7" to debug the boot
 
-TMP=$(mktemp -d /tmp/brig-vm.XXXXXX)
+TMP=$(mktemp -d -t brig-vm.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
 # The job file, sourced by the guest init: mount the shares, set env, cd, run.
@@ -94,8 +98,8 @@ trap 'rm -rf "$TMP"' EXIT
 } >"$TMP/job"
 mkdir -p "$TMP/j/etc" && mv "$TMP/job" "$TMP/j/etc/brig-vm-job"
 # Initrd = cached base archive + this job's archive (the kernel unpacks
-# concatenated cpio archives), zero-padded to a whole MiB: unpadded, QEMU's
-# firmware may place the initrd over the ACPI tables and the boot hangs.
+# concatenated cpio archives), zero-padded to a whole MiB: an unpadded initrd
+# can end up over the ACPI tables, and the boot hangs.
 (cd "$TMP/j" && echo etc/brig-vm-job | "$CACHE/busybox" cpio -o -H newc -R 0:0 2>/dev/null) >"$TMP/job.cpio"
 cat "$CACHE/initramfs.cpio" "$TMP/job.cpio" >"$TMP/initrd"
 size=$(stat -c %s "$TMP/initrd")

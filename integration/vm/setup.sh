@@ -27,7 +27,9 @@ STAMP=$( (cat "$0" "$HERE/guest-init.sh"; echo "$LIBS") | sha256sum | cut -c1-16
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9   # two concurrent setups must not build into the same dir
-if [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$STAMP" ]; then
+# (QEMU must also still start: its libraries are ordinary apt packages.)
+if [ "$(cat "$CACHE/stamp" 2>/dev/null)" = "$STAMP" ] &&
+    QEMU_MODULE_DIR=$CACHE/qemu/modules "$CACHE/qemu/bin/qemu-system-x86_64" --version >/dev/null 2>&1; then
     echo "setup.sh: $CACHE is up to date"
     exit 0
 fi

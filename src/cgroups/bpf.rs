@@ -101,6 +101,11 @@ pub fn emit(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
         }
         prog.push(insn(MOV64_K, 0, 0, 0, i32::from(rule.allow())));
         prog.push(insn(EXIT, 0, 0, 0, 0));
+        if n == 0 {
+            // A rule matching everything decides every request: the kernel's
+            // verifier refuses the unreachable code that would follow.
+            return prog;
+        }
     }
     prog.push(insn(MOV64_K, 0, 0, 0, 0));
     prog.push(insn(EXIT, 0, 0, 0, 0));
@@ -285,5 +290,49 @@ mod tests {
     fn allow_all() {
         let prog = emit(&rules(r#"[{"allow":true,"access":"rwm"}]"#));
         assert_eq!(eval(&prog, DEV_BLOCK, ACC_MKNOD, 8, 0), 1);
+    }
+
+    /// The kernel's verifier is the judge of the emitted code (needs root).
+    #[test]
+    fn kernel_verifier_accepts_the_programs() {
+        let spec = crate::config::default_spec(false);
+        let defaults = crate::cgroups::device_rules(&spec).expect("default spec has device rules");
+        for set in [
+            defaults,
+            rules(r#"[{"allow":true,"access":"rwm"}]"#),
+            Vec::new(),
+        ] {
+            match load(&emit(&set)) {
+                Ok(_) => {}
+                Err(e) if e.contains("EPERM") => {
+                    eprintln!("not root: cannot ask the verifier ({e})");
+                    return;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// The verifier rejects unreachable instructions: nothing may follow a
+    /// rule that matches everything (here the leading deny-all).
+    #[test]
+    fn no_code_after_a_catch_all_rule() {
+        let prog = emit(&rules(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}]"#,
+        ));
+        assert_eq!(prog.last().map(|i| i.code), Some(EXIT));
+        assert_eq!(prog[prog.len() - 2], insn(MOV64_K, 0, 0, 0, 0));
+        let jumps_past_end = prog.iter().enumerate().any(|(pc, i)| {
+            (i.code == JNE_K || i.code == JSET_K) && pc + 1 + i.off as usize >= prog.len()
+        });
+        assert!(!jumps_past_end);
+        let catch_all_then_more = emit(&rules(
+            r#"[{"allow":true,"type":"c","major":1,"minor":3},{"allow":false,"access":"rwm"}]"#,
+        ));
+        assert_eq!(
+            catch_all_then_more.len(),
+            6 + 2,
+            "the catch-all rule ends the program"
+        );
     }
 }

@@ -69,6 +69,7 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
     )))?;
     let state_dir = open_state_dir(&claim.dir)?;
     let prepared = Prepared {
+        id: &o.id,
         spec: &bundle.spec,
         rootfs: bundle.rootfs.clone(),
         ns,

@@ -4,5 +4,6 @@ pub mod capabilities;
 pub mod executable;
 pub mod init;
 pub mod rlimits;
+pub mod setup;
 pub mod spawn;
 pub mod user;
