@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::Error;
-use crate::lifecycle::{self, CreateOptions, ListFormat, PsFormat, UpdateFlags};
+use crate::lifecycle::{self, CreateOptions, ExecOptions, ListFormat, PsFormat, UpdateFlags};
 use crate::logging::{self, LogFormat};
 use crate::state::Store;
 
@@ -69,6 +69,7 @@ impl CreateFlags {
     fn options(&self, systemd_cgroup: bool) -> CreateOptions {
         CreateOptions {
             systemd_cgroup,
+            relay_terminal: false,
             id: self.id.clone(),
             bundle: self.bundle.clone(),
             pid_file: self.pid_file.clone(),
@@ -103,6 +104,8 @@ pub enum Command {
         #[arg(short = 'd', long)]
         detach: bool,
     },
+    /// Run another process in a running container.
+    Exec(Box<ExecOptions>),
     /// Print the state of a container as JSON.
     State { id: String },
     /// Send a signal (default SIGTERM) to a container.
@@ -198,6 +201,10 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Run { flags, detach } => {
             drop(out);
             lifecycle::run(&store, &flags.options(cli.systemd_cgroup), detach)
+        }
+        Command::Exec(o) => {
+            drop(out);
+            lifecycle::exec(&store, &o)
         }
         Command::State { id } => lifecycle::state(&store, &id, &mut out).map(|_| 0),
         Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),

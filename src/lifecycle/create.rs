@@ -1,7 +1,8 @@
 //! `create`: validate the bundle, claim the id, spawn the init and record
 //! the container once the init is set up and waiting for `start`.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -15,7 +16,8 @@ use crate::error::Error;
 use crate::namespaces::Plan;
 use crate::process::capabilities::Sets;
 use crate::process::init::Prepared;
-use crate::process::spawn::{self, Placement, SpawnError, Spawned};
+use crate::process::spawn::{self, Child, Spawned};
+use crate::process::{console, init};
 use crate::rootfs;
 use crate::state::{self, Container, Saved, Store, EXEC_FIFO};
 use crate::timefmt;
@@ -32,6 +34,79 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// `--systemd-cgroup`: manage the cgroup through systemd.
     pub systemd_cgroup: bool,
+    /// Without a console socket, hand a terminal's master back to the
+    /// caller, which relays it (a foreground `run`).
+    pub relay_terminal: bool,
+}
+
+/// What `create` made.
+pub struct Created {
+    /// The init's host pid.
+    pub pid: i32,
+    /// The terminal's master, when the caller relays it.
+    pub pty: Option<OwnedFd>,
+}
+
+/// The socket the container's pty master goes over.
+pub enum ConsoleSocket {
+    /// The engine's `--console-socket`, connected: the master goes to it.
+    Engine(UnixStream),
+    /// A pair whose other end brig keeps, to relay the terminal itself.
+    Relay {
+        ours: UnixStream,
+        theirs: UnixStream,
+    },
+}
+
+impl ConsoleSocket {
+    /// Connects what `terminal` and the flags ask for, or says why not.
+    pub fn for_process(
+        terminal: bool,
+        socket: Option<&Path>,
+        relay: bool,
+    ) -> Result<Option<ConsoleSocket>, Error> {
+        match (terminal, socket) {
+            (true, Some(path)) => UnixStream::connect(path)
+                .map(|s| Some(ConsoleSocket::Engine(s)))
+                .map_err(Error::io(format!(
+                    "connect to console socket {}",
+                    path.display()
+                ))),
+            (true, None) if relay => {
+                let (ours, theirs) =
+                    UnixStream::pair().map_err(Error::io("socketpair for the terminal"))?;
+                Ok(Some(ConsoleSocket::Relay { ours, theirs }))
+            }
+            (true, None) => Err(Error::Usage(
+                "cannot allocate tty if brig will detach without setting console socket".into(),
+            )),
+            (false, Some(_)) => Err(Error::Usage(
+                "cannot use console socket if brig will not allocate tty".into(),
+            )),
+            (false, None) => Ok(None),
+        }
+    }
+
+    /// The end the container process sends the master over.
+    pub fn child_fd(&self) -> RawFd {
+        match self {
+            ConsoleSocket::Engine(s) => s.as_raw_fd(),
+            ConsoleSocket::Relay { theirs, .. } => theirs.as_raw_fd(),
+        }
+    }
+
+    /// The master, once the process has sent it (relay only).
+    pub fn take_master(self) -> Result<Option<OwnedFd>, Error> {
+        match self {
+            ConsoleSocket::Engine(_) => Ok(None),
+            ConsoleSocket::Relay { ours, theirs } => {
+                drop(theirs);
+                console::recv_fd(ours.as_raw_fd())
+                    .map(Some)
+                    .map_err(Error::sys("receive the terminal's master"))
+            }
+        }
+    }
 }
 
 /// A bundle that passed every check that needs no process.
@@ -41,8 +116,8 @@ struct Bundle {
     rootfs: PathBuf,
 }
 
-/// Creates the container; returns the init's host pid.
-pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
+/// Creates the container.
+pub fn create(store: &Store, o: &CreateOptions) -> Result<Created, Error> {
     state::validate_id(&o.id)?;
     if o.systemd_cgroup {
         return Err(Error::Usage(
@@ -67,6 +142,14 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
         "chdir to bundle {}",
         bundle.dir.display()
     )))?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let console =
+        ConsoleSocket::for_process(terminal, o.console_socket.as_deref(), o.relay_terminal)?;
     let state_dir = open_state_dir(&claim.dir)?;
     let prepared = Prepared {
         id: &o.id,
@@ -75,12 +158,18 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
         ns,
         caps,
         state_dir: state_dir.as_fd(),
-        lock_fd: claim.dir_file().as_raw_fd(),
         preserve_fds: o.preserve_fds as i32,
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
+        console: console.as_ref().map(ConsoleSocket::child_fd),
     };
-    let init = spawn_in_cgroup(&prepared, cgroup.as_ref().map(|g| &g.cgroup))?;
+    let run_init = |chan| -> std::convert::Infallible { init::run(&prepared, chan) };
+    let child = Child {
+        ns: &prepared.ns,
+        close_fds: &[claim.dir_file().as_raw_fd()],
+        run: &run_init,
+    };
+    let init = spawn::spawn_in(&child, cgroup.as_ref().map(|g| &g.cgroup))?;
     match finish_create(
         &init,
         container,
@@ -90,35 +179,29 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<i32, Error> {
     ) {
         Ok(()) => {
             let pid = init.pid.as_raw();
+            let pty = match console {
+                Some(c) => c.take_master(),
+                None => Ok(None),
+            };
+            let pty = match pty {
+                Ok(p) => p,
+                Err(e) => {
+                    init.abort();
+                    return Err(e);
+                }
+            };
             init.release()?;
             claim.commit();
             if let Some(g) = cgroup {
                 g.keep();
             }
-            Ok(pid)
+            Ok(Created { pid, pty })
         }
         Err(e) => {
             init.abort();
             Err(e)
         }
     }
-}
-
-/// Spawns the init inside `cgroup`: born there on cgroup v2 (clone3 with
-/// CLONE_INTO_CGROUP), moved there right after the fork otherwise or on
-/// kernels without clone3.
-fn spawn_in_cgroup(p: &Prepared, cgroup: Option<&Cgroup>) -> Result<Spawned, Error> {
-    let Some(cg) = cgroup else {
-        return Ok(spawn::spawn(p, Placement::None)?);
-    };
-    if let Some(dir) = cg.v2_dir_fd() {
-        match spawn::spawn(p, Placement::Born(dir.as_fd())) {
-            Err(SpawnError::Fork(nix::Error::ENOSYS | nix::Error::E2BIG | nix::Error::EINVAL)) => {}
-            other => return Ok(other?),
-        }
-    }
-    let place = |pid: i32| cg.add_process(pid).map_err(|e| e.to_string());
-    Ok(spawn::spawn(p, Placement::Moved(&place))?)
 }
 
 /// Checks config.json, the rootfs and the flags against each other.
@@ -144,29 +227,6 @@ fn validate_bundle(o: &CreateOptions) -> Result<Bundle, Error> {
     }
     let rootfs = std::fs::canonicalize(&rootfs)
         .map_err(Error::io(format!("rootfs ({})", rootfs.display())))?;
-    let terminal = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
-    match (terminal, &o.console_socket) {
-        (true, None) => {
-            return Err(Error::Usage(
-                "process.terminal is true but no --console-socket was given".into(),
-            ))
-        }
-        (true, Some(_)) => {
-            return Err(Error::Usage(
-                "process.terminal with --console-socket is not supported by brig yet; set process.terminal to false".into(),
-            ))
-        }
-        (false, Some(_)) => {
-            return Err(Error::Usage(
-                "--console-socket was given but process.terminal is false".into(),
-            ))
-        }
-        (false, None) => {}
-    }
     let linux = spec.linux().as_ref();
     if linux.is_some_and(|l| l.seccomp().is_some()) {
         return Err(Error::Usage(

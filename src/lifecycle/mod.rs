@@ -4,16 +4,19 @@
 pub mod create;
 pub mod delete;
 pub mod events;
+pub mod exec;
 pub mod kill;
 pub mod pause;
 pub mod query;
 pub mod run;
 pub mod start;
 pub mod update;
+pub mod wait;
 
-pub use create::{create, CreateOptions};
+pub use create::{create, CreateOptions, Created};
 pub use delete::delete;
 pub use events::events;
+pub use exec::{exec, ExecOptions};
 pub use kill::kill;
 pub use pause::{pause, ps, resume, PsFormat};
 pub use query::{list, state, ListFormat};

@@ -1,9 +1,8 @@
 //! `run`: create + start, then wait for the container and forward signals.
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::sys::signal::SigmaskHow;
 
+use super::wait::{forwarded_signals, wait_for};
 use super::{create, delete, start, CreateOptions};
 use crate::error::Error;
 use crate::logging;
@@ -19,7 +18,11 @@ pub fn run(store: &Store, o: &CreateOptions, detach: bool) -> Result<i32, Error>
             .thread_block()
             .map_err(Error::sys("block signals"))?;
     }
-    let pid = create(store, o)?;
+    let foreground = CreateOptions {
+        relay_terminal: !detach,
+        ..o.clone()
+    };
+    let created = create(store, &foreground)?;
     if let Err(e) = start(store, &o.id) {
         let _ = delete(store, &o.id, true);
         return Err(e);
@@ -27,43 +30,10 @@ pub fn run(store: &Store, o: &CreateOptions, detach: bool) -> Result<i32, Error>
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding(pid, &signals);
+    let code = wait_for(created.pid, &signals, created.pty);
     if let Err(e) = delete(store, &o.id, true) {
         logging::warn(&format!("removing container {} after it exited: {e}", o.id));
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signals), None);
     code
-}
-
-/// Every signal a user may send to `brig run`, plus SIGCHLD to learn of the exit.
-fn forwarded_signals() -> SigSet {
-    let mut set = SigSet::all();
-    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGPIPE] {
-        set.remove(s);
-    }
-    set
-}
-
-/// Waits for the init to exit, forwarding every other signal to it.
-fn wait_forwarding(init: i32, signals: &SigSet) -> Result<i32, Error> {
-    loop {
-        let sig = signals.wait().map_err(Error::sys("sigwait"))?;
-        if sig != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(Pid::from_raw(init), sig);
-            continue;
-        }
-        // Reap every exited child: orphans re-parented to brig, and the init.
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p.as_raw() == init => return Ok(code),
-                Ok(WaitStatus::Signaled(p, s, _)) if p.as_raw() == init => {
-                    return Ok(128 + s as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(nix::Error::ECHILD) => break,
-                Ok(_) => continue,
-                Err(nix::Error::EINTR) => continue,
-                Err(e) => return Err(Error::sys("waitpid")(e)),
-            }
-        }
-    }
 }

@@ -58,6 +58,20 @@ pub fn clone_flag(kind: LinuxNamespaceType) -> CloneFlags {
     }
 }
 
+/// The name of a namespace type under /proc/PID/ns.
+fn proc_name(kind: LinuxNamespaceType) -> &'static str {
+    match kind {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
 /// A namespace to join.
 pub struct Join {
     pub kind: LinuxNamespaceType,
@@ -122,6 +136,37 @@ impl Plan {
         plan.join
             .sort_by_key(|j| j.kind != LinuxNamespaceType::User);
         Ok(plan)
+    }
+
+    /// Joins every namespace the container at `init_pid` has of its own (the
+    /// types its config lists), through /proc/PID/ns: what `exec` enters.
+    pub fn join_container(spec: &Spec, init_pid: i32) -> Result<Plan, NamespaceError> {
+        let mut join = Vec::new();
+        let kinds = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+            .map(|n| n.typ());
+        for kind in kinds {
+            let path = PathBuf::from(format!("/proc/{init_pid}/ns/{}", proc_name(kind)));
+            let file = File::open(&path).map_err(|source| NamespaceError::Open {
+                kind,
+                path: path.clone(),
+                source,
+            })?;
+            join.push(Join { kind, path, file });
+        }
+        join.sort_by_key(|j| j.kind != LinuxNamespaceType::User);
+        Ok(Plan {
+            new: CloneFlags::empty(),
+            new_user: false,
+            join,
+            uid_mappings: Vec::new(),
+            gid_mappings: Vec::new(),
+            time_offsets: HashMap::new(),
+        })
     }
 
     /// Whether the container gets a new namespace of `kind`.

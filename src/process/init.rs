@@ -34,13 +34,11 @@ pub struct Prepared<'a> {
     /// The container's state directory (its own open file, not the locked
     /// one), holding the exec fifo.
     pub state_dir: BorrowedFd<'a>,
-    /// The fd of the state lock, which the spawned processes must close:
-    /// flock belongs to the open file, and an init holding it while it waits
-    /// for `start` would make `start` wait forever.
-    pub lock_fd: std::os::fd::RawFd,
     pub preserve_fds: i32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// Socket to send the pty master over, when process.terminal is set.
+    pub console: Option<std::os::fd::RawFd>,
 }
 
 /// Runs the init; never returns.
@@ -82,6 +80,10 @@ fn setup(p: &Prepared) -> Result<Exec, SetupError> {
         cgroup_ns: p.ns.creates(LinuxNamespaceType::Cgroup),
         no_pivot: p.no_pivot,
     })?;
+    if let Some(sock) = p.console {
+        let size = spec.process().as_ref().and_then(|p| p.console_size());
+        super::console::create(sock, size, true)?;
+    }
     set_hostname(spec)?;
     write_sysctls(spec)?;
     rootfs::finish(spec)?;

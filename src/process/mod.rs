@@ -1,6 +1,8 @@
 //! The container's processes: spawning the init, setting it up, and exec.
 
 pub mod capabilities;
+pub mod console;
+pub mod exec;
 pub mod executable;
 pub mod init;
 pub mod rlimits;

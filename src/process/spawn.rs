@@ -1,4 +1,5 @@
-//! Forking the container's init from `create`.
+//! Forking a container process: the init for `create`, or a process that
+//! joins a running container for `exec`.
 //!
 //! brig forks a stage 1 process that enters the namespaces (user namespace
 //! first, with the id maps written by the parent), then forks the init,
@@ -8,16 +9,26 @@
 //! it, and a failed create can kill and reap it. Once brig exits, the init
 //! passes to the caller's subreaper (containerd's shim, conmon).
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 
-use super::init::{self, Prepared};
+use crate::cgroups::Cgroup;
+use crate::namespaces::Plan;
 use crate::sync::{self, Channel, ChildFailed, Message, SyncError};
 
-/// The spawned init, waiting to report that it is set up.
+/// What to spawn: the namespaces to enter, the fds to drop, and the code
+/// the process runs once inside (it execs or exits, never returns).
+pub struct Child<'a> {
+    pub ns: &'a Plan,
+    /// Fds of brig's that the children must close at once (the state lock).
+    pub close_fds: &'a [RawFd],
+    pub run: &'a dyn Fn(Channel) -> std::convert::Infallible,
+}
+
+/// The spawned process, waiting to report that it is set up.
 pub struct Spawned {
     pub pid: Pid,
     chan: Channel,
@@ -70,7 +81,7 @@ pub enum Placement<'a> {
 }
 
 /// Forks stage 1 and returns once the init exists.
-pub fn spawn(p: &Prepared, placement: Placement) -> Result<Spawned, SpawnError> {
+pub fn spawn(p: &Child, placement: Placement) -> Result<Spawned, SpawnError> {
     become_subreaper()?;
     // One socket per process: stage 1 and the init run concurrently, and
     // their messages must not race on a shared socket.
@@ -84,7 +95,9 @@ pub fn spawn(p: &Prepared, placement: Placement) -> Result<Spawned, SpawnError> 
         ForkResult::Child => {
             drop(parent);
             drop(parent_init);
-            close_in_child(p.lock_fd);
+            for &fd in p.close_fds {
+                close_in_child(fd);
+            }
             stage1(p, child, child_init)
         }
         ForkResult::Parent { child: stage1 } => {
@@ -109,6 +122,23 @@ pub fn spawn(p: &Prepared, placement: Placement) -> Result<Spawned, SpawnError> 
             })
         }
     }
+}
+
+/// Spawns `child` inside `cgroup`: born there on cgroup v2 (clone3 with
+/// CLONE_INTO_CGROUP), moved there right after the fork otherwise or on
+/// kernels without clone3.
+pub fn spawn_in(child: &Child, cgroup: Option<&Cgroup>) -> Result<Spawned, SpawnError> {
+    let Some(cg) = cgroup else {
+        return spawn(child, Placement::None);
+    };
+    if let Some(dir) = cg.v2_dir_fd() {
+        match spawn(child, Placement::Born(dir.as_fd())) {
+            Err(SpawnError::Fork(nix::Error::ENOSYS | nix::Error::E2BIG | nix::Error::EINVAL)) => {}
+            other => return other,
+        }
+    }
+    let place = |pid: i32| cg.add_process(pid).map_err(|e| e.to_string());
+    spawn(child, Placement::Moved(&place))
 }
 
 /// The kernel's struct clone_args, up to the `cgroup` field (version 2).
@@ -165,7 +195,7 @@ fn fork_into(cgroup_fd: Option<RawFd>) -> Result<ForkResult, SpawnError> {
 }
 
 /// Serves stage 1's requests until it names the init.
-fn handle_stage1(p: &Prepared, chan: &Channel, stage1: Pid) -> Result<Pid, SpawnError> {
+fn handle_stage1(p: &Child, chan: &Channel, stage1: Pid) -> Result<Pid, SpawnError> {
     loop {
         match chan.recv()? {
             Message::WriteIdMaps => {
@@ -192,7 +222,7 @@ fn close_in_child(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-fn stage1(p: &Prepared, chan: Channel, init_chan: Channel) -> ! {
+fn stage1(p: &Child, chan: Channel, init_chan: Channel) -> ! {
     if chan.expect(Message::Placed, "Placed").is_err() {
         exit(1);
     }
@@ -210,7 +240,7 @@ fn stage1(p: &Prepared, chan: Channel, init_chan: Channel) -> ! {
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(chan);
-            init::run(p, init_chan)
+            match (p.run)(init_chan) {}
         }
         Ok(ForkResult::Parent { child }) => {
             let code = i32::from(chan.send(&Message::InitPid(child.as_raw())).is_err());

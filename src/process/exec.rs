@@ -1,0 +1,54 @@
+//! A process that `exec` adds to a running container: it has already joined
+//! the container's namespaces and cgroup (see `spawn`); here it takes the
+//! container's credentials and limits and execs.
+//!
+//! It stays non-dumpable until execve, so the container's processes cannot
+//! reach its memory or fds (CVE-2016-9962), and only the capabilities the
+//! process asks for reach it (CVE-2022-29162).
+
+use std::os::fd::RawFd;
+
+use oci_spec::runtime::Process;
+
+use super::capabilities::Sets;
+use super::console;
+use super::setup::{self, exit, sys, Exec, SetupError};
+use crate::sync::{Channel, Message};
+
+/// Everything the process needs, prepared by `exec` before any fork.
+pub struct Prepared<'a> {
+    pub id: &'a str,
+    pub process: &'a Process,
+    pub caps: Sets,
+    pub in_userns: bool,
+    pub preserve_fds: i32,
+    /// Socket to send the pty master over, when process.terminal is set.
+    pub console: Option<RawFd>,
+}
+
+/// Runs the process's setup and execs it; never returns.
+pub fn run(p: &Prepared, chan: Channel) -> ! {
+    let exec = match setup(p) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = chan.send(&Message::Error(e.to_string()));
+            exit(1)
+        }
+    };
+    if chan.send(&Message::Ready).is_err() || chan.expect(Message::Go, "Go").is_err() {
+        exit(1);
+    }
+    drop(chan);
+    exec.exec()
+}
+
+fn setup(p: &Prepared) -> Result<Exec, SetupError> {
+    setup::reset_signals()?;
+    setup::set_dumpable(false)?;
+    if let Some(sock) = p.console {
+        nix::unistd::setsid().map_err(sys("setsid"))?;
+        console::create(sock, p.process.console_size(), false)?;
+    }
+    setup::join_session_keyring(p.id)?;
+    setup::finalize(p.process, &p.caps, p.in_userns, p.preserve_fds)
+}
