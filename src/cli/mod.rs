@@ -61,6 +61,9 @@ pub struct CreateFlags {
     /// Pass N fds after stdio (3 .. 3+N-1) to the container.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Unix socket to send a pidfd of the init to.
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Container id.
     pub id: String,
 }
@@ -77,6 +80,7 @@ impl CreateFlags {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
+            pidfd_socket: self.pidfd_socket.clone(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `--pidfd-socket`: where to send a pidfd of the init.
+    pub pidfd_socket: Option<PathBuf>,
     /// `--systemd-cgroup`: manage the cgroup through systemd.
     pub systemd_cgroup: bool,
     /// Without a console socket, hand a terminal's master back to the
@@ -124,7 +126,13 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<Created, Error> {
             "--systemd-cgroup: the systemd cgroup driver is not available in brig yet".into(),
         ));
     }
-    let bundle = validate_bundle(o)?;
+    let mut bundle = validate_bundle(o)?;
+    let listen_fds = socket_activation();
+    if listen_fds > 0 {
+        if let Some(p) = bundle.spec.process_mut() {
+            add_listen_env(p, listen_fds);
+        }
+    }
     let ns = Plan::from_spec(&bundle.spec)?;
     let caps = Sets::from_spec(
         bundle
@@ -158,7 +166,7 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<Created, Error> {
         ns,
         caps,
         state_dir: state_dir.as_fd(),
-        preserve_fds: o.preserve_fds as i32,
+        preserve_fds: (listen_fds + o.preserve_fds) as i32,
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
         console: console.as_ref().map(ConsoleSocket::child_fd),
@@ -368,7 +376,37 @@ fn finish_create(
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
+    if let Some(s) = &o.pidfd_socket {
+        crate::process::pidfd::send(s, pid).map_err(Error::Usage)?;
+    }
     Ok(())
+}
+
+/// Socket activation: the number of fds from 3 up that systemd passed to
+/// brig (LISTEN_FDS, for this pid); runc passes them on to the container.
+pub fn socket_activation() -> u32 {
+    let for_us = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_none_or(|p| p == std::process::id());
+    let n = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if for_us {
+        n
+    } else {
+        0
+    }
+}
+
+/// Tells the process about its activation fds, as runc does (LISTEN_PID=1).
+pub fn add_listen_env(p: &mut oci_spec::runtime::Process, n: u32) {
+    let mut env = p.env().clone().unwrap_or_default();
+    env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+    env.push(format!("LISTEN_FDS={n}"));
+    env.push("LISTEN_PID=1".into());
+    p.set_env(Some(env));
 }
 
 /// Writes the pid file atomically (temp file + rename in the same directory).

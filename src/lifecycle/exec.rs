@@ -31,6 +31,9 @@ pub struct ExecOptions {
     pub detach: bool,
     #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
+    /// Unix socket to send a pidfd of the process to.
+    #[arg(long = "pidfd-socket")]
+    pub pidfd_socket: Option<PathBuf>,
     #[arg(long)]
     pub cwd: Option<PathBuf>,
     /// Extra environment variables (KEY=VALUE), repeatable.
@@ -193,7 +196,11 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
     let init_pid = c
         .live_pid()
         .ok_or_else(|| Error::Usage("cannot exec in a stopped container".into()))?;
-    let process = build_process(c.saved.spec.process().as_ref(), o)?;
+    let mut process = build_process(c.saved.spec.process().as_ref(), o)?;
+    let listen_fds = super::create::socket_activation();
+    if listen_fds > 0 {
+        super::create::add_listen_env(&mut process, listen_fds);
+    }
     let ns = Plan::join_container(&c.saved.spec, init_pid)?;
     let mut cgroup = c.cgroup();
     if let (Some(sub), Some(cg)) = (&o.cgroup, &cgroup) {
@@ -219,7 +226,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
         process: &process,
         caps: Sets::from_spec(process.capabilities().as_ref()),
         in_userns: ns.in_user_namespace(),
-        preserve_fds: o.preserve_fds as i32,
+        preserve_fds: (listen_fds + o.preserve_fds) as i32,
         console: console.as_ref().map(ConsoleSocket::child_fd),
     };
     let run_child = |chan| -> std::convert::Infallible { exec::run(&prepared, chan) };
@@ -235,6 +242,10 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
         .map_err(Error::from)
         .and_then(|()| match &o.pid_file {
             Some(p) => super::create::write_pid_file(p, pid),
+            None => Ok(()),
+        })
+        .and_then(|()| match &o.pidfd_socket {
+            Some(s) => crate::process::pidfd::send(s, pid).map_err(Error::Usage),
             None => Ok(()),
         })
         .and_then(|()| console.map_or(Ok(None), |c| c.take_master()));

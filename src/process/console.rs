@@ -60,7 +60,8 @@ pub fn create(
     if bind_console {
         bind_dev_console(fd)?;
     }
-    send_fd(socket, &master).map_err(sys("send the pty master over the console socket"))?;
+    send_fd(socket, &master, b"/dev/ptmx")
+        .map_err(sys("send the pty master over the console socket"))?;
     drop(master);
     for target in 0..3 {
         // SAFETY: dup2 onto stdio numbers; the slave stays open until dropped.
@@ -97,8 +98,7 @@ fn bind_dev_console(master: RawFd) -> Result<(), SetupError> {
 }
 
 /// Sends `fd` with SCM_RIGHTS; the payload is the file's name, as runc sends it.
-pub fn send_fd(socket: RawFd, fd: &OwnedFd) -> nix::Result<()> {
-    let name = b"/dev/ptmx";
+pub fn send_fd(socket: RawFd, fd: &impl AsRawFd, name: &[u8]) -> nix::Result<()> {
     let fds = [fd.as_raw_fd()];
     sendmsg::<()>(
         socket,

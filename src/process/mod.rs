@@ -5,6 +5,7 @@ pub mod console;
 pub mod exec;
 pub mod executable;
 pub mod init;
+pub mod pidfd;
 pub mod rlimits;
 pub mod setup;
 pub mod spawn;
