@@ -24,6 +24,11 @@ pub enum Message {
     Ready,
     /// The container is recorded: the init may wait on the exec fifo.
     Go,
+    /// The init's mounts are made: the parent runs the prestart and
+    /// createRuntime hooks now.
+    RunHooks,
+    /// The parent ran its hooks; here is the state JSON for the init's own.
+    HooksDone(String),
     /// Setup failed; the text is the whole error.
     Error(String),
 }

@@ -13,6 +13,7 @@ use oci_spec::runtime::Spec;
 use crate::cgroups::{self, Cgroup};
 use crate::config;
 use crate::error::Error;
+use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
 use crate::process::capabilities::Sets;
 use crate::process::init::Prepared;
@@ -116,6 +117,8 @@ struct Bundle {
     dir: PathBuf,
     spec: Spec,
     rootfs: PathBuf,
+    /// linux.seccomp, compiled before any fork so a bad profile fails early.
+    seccomp: Option<crate::seccomp::Filter>,
 }
 
 /// Creates the container.
@@ -170,6 +173,7 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<Created, Error> {
         no_pivot: o.no_pivot,
         no_new_keyring: o.no_new_keyring,
         console: console.as_ref().map(ConsoleSocket::child_fd),
+        seccomp: bundle.seccomp.as_ref(),
     };
     let run_init = |chan| -> std::convert::Infallible { init::run(&prepared, chan) };
     let child = Child {
@@ -235,18 +239,21 @@ fn validate_bundle(o: &CreateOptions) -> Result<Bundle, Error> {
     }
     let rootfs = std::fs::canonicalize(&rootfs)
         .map_err(Error::io(format!("rootfs ({})", rootfs.display())))?;
-    let linux = spec.linux().as_ref();
-    if linux.is_some_and(|l| l.seccomp().is_some()) {
-        return Err(Error::Usage(
-            "linux.seccomp: seccomp filters are not supported by brig yet; remove linux.seccomp to run without one".into(),
-        ));
-    }
-    if spec.hooks().is_some() {
-        return Err(Error::Usage(
-            "hooks: OCI hooks are not supported by brig yet".into(),
-        ));
-    }
-    Ok(Bundle { dir, spec, rootfs })
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => {
+            let mut f = crate::seccomp::compile(s)?;
+            let annotations = spec.annotations().clone().unwrap_or_default();
+            f.set_container(&o.id, &dir, annotations.into_iter().collect());
+            Some(f)
+        }
+        None => None,
+    };
+    Ok(Bundle {
+        dir,
+        spec,
+        rootfs,
+        seccomp,
+    })
 }
 
 /// A container cgroup made by this create; removed again unless kept.
@@ -360,7 +367,17 @@ fn finish_create(
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), score.to_string())
             .map_err(Error::io(format!("set process.oomScoreAdj to {score}")))?;
     }
-    init.wait_ready()?;
+    let run_hooks = || -> Result<String, String> {
+        let mut state = c.oci_state();
+        state["pid"] = pid.into();
+        state["status"] = "creating".into();
+        let state = state.to_string();
+        let h = spec.hooks().as_ref();
+        hooks::run(h, Kind::Prestart, &state).map_err(|e| e.to_string())?;
+        hooks::run(h, Kind::CreateRuntime, &state).map_err(|e| e.to_string())?;
+        Ok(state)
+    };
+    init.wait_ready_serving_hooks(&run_hooks)?;
     if let (Some(cg), Some(r)) = (
         cgroup,
         spec.linux().as_ref().and_then(|l| l.resources().as_ref()),

@@ -6,6 +6,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::error::Error;
+use crate::hooks::{self, Kind};
+use crate::logging;
 use crate::state::{Container, StateError, Status, Store};
 
 /// How long delete waits for a killed init to disappear.
@@ -38,8 +40,23 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), Error> {
         }
         cg.destroy()?;
     }
+    run_poststop(&c);
     store.remove(&c)?;
     Ok(())
+}
+
+/// Runs the poststop hooks once the container is gone; a failure is only a
+/// warning, and delete goes on (runtime spec).
+fn run_poststop(c: &Container) {
+    let h = c.saved.spec.hooks().as_ref();
+    if !hooks::has(h, Kind::Poststop) {
+        return;
+    }
+    let mut state = c.oci_state();
+    state["status"] = "stopped".into();
+    if let Err(e) = hooks::run(h, Kind::Poststop, &state.to_string()) {
+        logging::warn(&e.to_string());
+    }
 }
 
 /// SIGKILLs the init (taking its pid namespace with it) and waits until it is gone.

@@ -197,6 +197,11 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
         .live_pid()
         .ok_or_else(|| Error::Usage("cannot exec in a stopped container".into()))?;
     let mut process = build_process(c.saved.spec.process().as_ref(), o)?;
+    // runc filters exec'd processes with the container's profile.
+    let seccomp = match c.saved.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(crate::seccomp::compile(s)?),
+        None => None,
+    };
     let listen_fds = super::create::socket_activation();
     if listen_fds > 0 {
         super::create::add_listen_env(&mut process, listen_fds);
@@ -228,6 +233,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
         in_userns: ns.in_user_namespace(),
         preserve_fds: (listen_fds + o.preserve_fds) as i32,
         console: console.as_ref().map(ConsoleSocket::child_fd),
+        seccomp: seccomp.as_ref(),
     };
     let run_child = |chan| -> std::convert::Infallible { exec::run(&prepared, chan) };
     let child = Child {

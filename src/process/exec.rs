@@ -24,6 +24,8 @@ pub struct Prepared<'a> {
     pub preserve_fds: i32,
     /// Socket to send the pty master over, when process.terminal is set.
     pub console: Option<RawFd>,
+    /// The container's linux.seccomp, compiled by `exec`.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Runs the process's setup and execs it; never returns.
@@ -50,5 +52,11 @@ fn setup(p: &Prepared) -> Result<Exec, SetupError> {
         console::create(sock, p.process.console_size(), false)?;
     }
     setup::join_session_keyring(p.id)?;
-    setup::finalize(p.process, &p.caps, p.in_userns, p.preserve_fds)
+    // No agent connection: the listener of an exec'd process is not handed
+    // to the agent yet (its notified syscalls then fail with ENOSYS).
+    let seccomp = p.seccomp.map(|filter| crate::seccomp::Pending {
+        filter,
+        agent: None,
+    });
+    setup::finalize(p.process, &p.caps, p.in_userns, p.preserve_fds, seccomp)
 }

@@ -19,6 +19,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::capabilities::Sets;
 use super::setup::{self, exit, sys, Exec, SetupError};
+use crate::hooks::{self, Kind};
 use crate::namespaces::Plan;
 use crate::rootfs;
 use crate::state::EXEC_FIFO;
@@ -39,11 +40,13 @@ pub struct Prepared<'a> {
     pub no_new_keyring: bool,
     /// Socket to send the pty master over, when process.terminal is set.
     pub console: Option<std::os::fd::RawFd>,
+    /// linux.seccomp, compiled by `create`.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Runs the init; never returns.
 pub fn run(p: &Prepared, chan: Channel) -> ! {
-    let exec = match setup(p) {
+    let (exec, hook_state) = match setup(p, &chan) {
         Ok(e) => e,
         Err(e) => {
             let _ = chan.send(&Message::Error(e.to_string()));
@@ -55,7 +58,7 @@ pub fn run(p: &Prepared, chan: Channel) -> ! {
         exit(1);
     }
     drop(chan);
-    if let Err(e) = wait_for_start(p.state_dir) {
+    if let Err(e) = wait_for_start(p.state_dir, p.spec, &hook_state) {
         eprintln!("brig: container init: {e}");
         exit(1);
     }
@@ -63,7 +66,7 @@ pub fn run(p: &Prepared, chan: Channel) -> ! {
 }
 
 /// The whole setup, top to bottom.
-fn setup(p: &Prepared) -> Result<Exec, SetupError> {
+fn setup(p: &Prepared, chan: &Channel) -> Result<(Exec, String), SetupError> {
     setup::reset_signals()?;
     setup::set_dumpable(false)?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
@@ -73,13 +76,21 @@ fn setup(p: &Prepared) -> Result<Exec, SetupError> {
         bring_up_loopback()?;
     }
     let spec = p.spec;
-    rootfs::prepare(&rootfs::Options {
+    let layout = rootfs::Options {
         spec,
         rootfs: &p.rootfs,
         in_userns: p.ns.in_user_namespace(),
         cgroup_ns: p.ns.creates(LinuxNamespaceType::Cgroup),
         no_pivot: p.no_pivot,
-    })?;
+    };
+    // The agent's socket is a host path: reach it before pivot_root.
+    let agent = match p.seccomp {
+        Some(f) => f.connect_agent()?,
+        None => None,
+    };
+    rootfs::prepare(&layout)?;
+    let hook_state = run_create_hooks(spec, chan)?;
+    rootfs::enter(&layout)?;
     if let Some(sock) = p.console {
         let size = spec.process().as_ref().and_then(|p| p.console_size());
         super::console::create(sock, size, true)?;
@@ -94,7 +105,17 @@ fn setup(p: &Prepared) -> Result<Exec, SetupError> {
     if !p.no_new_keyring {
         setup::join_session_keyring(p.id)?;
     }
-    setup::finalize(process, &p.caps, p.ns.in_user_namespace(), p.preserve_fds)
+    let seccomp = p
+        .seccomp
+        .map(|filter| crate::seccomp::Pending { filter, agent });
+    let exec = setup::finalize(
+        process,
+        &p.caps,
+        p.ns.in_user_namespace(),
+        p.preserve_fds,
+        seccomp,
+    )?;
+    Ok((exec, hook_state))
 }
 
 /// A new network namespace has `lo` down; runc brings it up.
@@ -152,8 +173,33 @@ fn write_sysctls(spec: &Spec) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Blocks until `start` opens the exec fifo for reading, then tells it we go.
-fn wait_for_start(state_dir: BorrowedFd) -> Result<(), String> {
+/// With mounts in place and before pivot_root: lets the parent run the
+/// prestart and createRuntime hooks, then runs createContainer here, in the
+/// container's mount namespace. Returns the state JSON the hooks got.
+fn run_create_hooks(spec: &Spec, chan: &Channel) -> Result<String, SetupError> {
+    let h = spec.hooks().as_ref();
+    let needed = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+    ];
+    if !needed.iter().any(|&k| hooks::has(h, k)) {
+        return Ok(String::new());
+    }
+    let sync_err = |e: crate::sync::SyncError| SetupError::Exec(e.to_string());
+    chan.send(&Message::RunHooks).map_err(sync_err)?;
+    let state = match chan.recv().map_err(sync_err)? {
+        Message::HooksDone(state) => state,
+        _ => return Err(SetupError::Exec("create stopped during the hooks".into())),
+    };
+    hooks::run(h, Kind::CreateContainer, &state).map_err(|e| SetupError::Exec(e.to_string()))?;
+    Ok(state)
+}
+
+/// Blocks until `start` opens the exec fifo for reading, runs the
+/// startContainer hooks, and tells `start` the outcome: `0`, or the error.
+fn wait_for_start(state_dir: BorrowedFd, spec: &Spec, hook_state: &str) -> Result<(), String> {
     // The state directory fd was opened on the host before pivot_root; it is
     // close-on-exec and unreachable to other container processes because the
     // init is not dumpable.
@@ -164,6 +210,11 @@ fn wait_for_start(state_dir: BorrowedFd) -> Result<(), String> {
         Mode::empty(),
     )
     .map_err(|e| format!("open exec fifo: {e}"))?;
-    nix::unistd::write(&fd, b"0").map_err(|e| format!("write exec fifo: {e}"))?;
-    Ok(())
+    let outcome = hooks::run(spec.hooks().as_ref(), Kind::StartContainer, hook_state);
+    let reply = match &outcome {
+        Ok(()) => "0".to_string(),
+        Err(e) => format!("E{e}"),
+    };
+    nix::unistd::write(&fd, reply.as_bytes()).map_err(|e| format!("write exec fifo: {e}"))?;
+    outcome.map_err(|e| e.to_string())
 }

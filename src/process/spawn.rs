@@ -49,6 +49,8 @@ pub enum SpawnError {
     IdMaps(String),
     #[error("{0}")]
     Place(String),
+    #[error("{0}")]
+    Hook(String),
 }
 
 impl From<ChildFailed> for SpawnError {
@@ -259,9 +261,34 @@ fn exit(code: i32) -> ! {
 }
 
 impl Spawned {
-    /// Waits until the init is set up, or returns its error.
+    /// Waits until the process is set up, or returns its error.
     pub fn wait_ready(&self) -> Result<(), SpawnError> {
         Ok(self.chan.expect(Message::Ready, "Ready")?)
+    }
+
+    /// Like `wait_ready`, and runs `run_hooks` when the init asks (its mounts
+    /// are made); the state JSON it returns goes back to the init.
+    pub fn wait_ready_serving_hooks(
+        &self,
+        run_hooks: &dyn Fn() -> Result<String, String>,
+    ) -> Result<(), SpawnError> {
+        loop {
+            match self.chan.recv()? {
+                Message::Ready => return Ok(()),
+                Message::RunHooks => {
+                    let state = run_hooks().map_err(SpawnError::Hook)?;
+                    self.chan.send(&Message::HooksDone(state))?;
+                }
+                Message::Error(e) => return Err(SpawnError::Child(e)),
+                got => {
+                    return Err(SyncError::Unexpected {
+                        expected: "Ready",
+                        got,
+                    }
+                    .into())
+                }
+            }
+        }
     }
 
     /// Lets the init go on to wait for `start`.

@@ -70,7 +70,7 @@ pub struct Options<'a> {
     pub no_pivot: bool,
 }
 
-/// Builds the rootfs and enters it; on return `/` is the container's root.
+/// Builds the rootfs: mounts, devices, the working directory.
 pub fn prepare(o: &Options) -> Result<(), RootfsError> {
     make_host_mounts_private(o.spec)?;
     bind_rootfs_onto_itself(o.rootfs)?;
@@ -89,8 +89,12 @@ pub fn prepare(o: &Options) -> Result<(), RootfsError> {
         devices::create_nodes(&root, &devices::nodes(o.spec), o.in_userns)?;
         devices::create_links(&root)?;
     }
-    create_cwd(o.spec, &root)?;
-    drop(root);
+    create_cwd(o.spec, &root)
+}
+
+/// Makes the prepared rootfs the process's `/`: pivot_root, or chroot with
+/// `--no-pivot`.
+pub fn enter(o: &Options) -> Result<(), RootfsError> {
     if o.no_pivot {
         chroot_into(o.rootfs)
     } else {
