@@ -20,6 +20,8 @@ pub enum Error {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Signal(#[from] BadSignal),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// Failures inside the container's setup, worded as runc words them.
     #[error("unable to start container process: {0}")]
     Start(SpawnError),

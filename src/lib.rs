@@ -14,6 +14,7 @@ pub mod mountinfo;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signals;
 pub mod state;
 pub mod sync;
