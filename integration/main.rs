@@ -7,6 +7,7 @@ mod harness;
 mod cli;
 mod devices;
 mod engine_configs;
+mod hooks;
 mod errors;
 mod lifecycle;
 mod mounts;

@@ -7,6 +7,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod features;
 pub mod hooks;
 pub mod lifecycle;
 pub mod logging;

@@ -110,6 +110,8 @@ pub enum Command {
     },
     /// Run another process in a running container.
     Exec(Box<ExecOptions>),
+    /// Print what this brig supports (runtime-spec features document).
+    Features,
     /// Print the state of a container as JSON.
     State { id: String },
     /// Send a signal (default SIGTERM) to a container.
@@ -209,6 +211,16 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
         Command::Exec(o) => {
             drop(out);
             lifecycle::exec(&store, &o)
+        }
+        Command::Features => {
+            let doc = crate::features::document();
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+            .map_err(Error::io("write features"))?;
+            Ok(0)
         }
         Command::State { id } => lifecycle::state(&store, &id, &mut out).map(|_| 0),
         Command::Kill { all, id, signal } => lifecycle::kill(&store, &id, &signal, all).map(|_| 0),
