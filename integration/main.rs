@@ -4,13 +4,16 @@
 
 mod harness;
 
+mod cgroups;
 mod cli;
 mod devices;
 mod engine_configs;
-mod hooks;
 mod errors;
+mod exec;
+mod hooks;
 mod lifecycle;
 mod mounts;
 mod namespaces;
 mod process;
+mod seccomp;
 mod security;

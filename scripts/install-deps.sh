@@ -5,6 +5,8 @@ set -euo pipefail
 
 need=()
 [ -x /bin/busybox ] || need+=(busybox-static)
+# Kernel uapi headers: the seccomp syscall tables are checked against them.
+[ -f /usr/include/x86_64-linux-gnu/asm/unistd_64.h ] || need+=(linux-libc-dev)
 
 for extra in brig-unpack/scripts/install-test-deps.sh; do
   [ -f "$extra" ] && bash "$extra"

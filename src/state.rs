@@ -106,6 +106,9 @@ pub struct Saved {
     pub annotations: BTreeMap<String, String>,
     /// The config the container was created from.
     pub spec: Spec,
+    /// Created with `--no-new-keyring`: exec keeps the caller's keyring too.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// The state document of the runtime spec, in runc's field order.
@@ -281,8 +284,10 @@ pub struct ContainerLock {
 impl Store {
     /// A store at `root` (created on first use).
     pub fn new(root: &Path) -> Self {
+        // create changes to the bundle directory; a relative root must not
+        // move with it.
         Store {
-            root: root.to_path_buf(),
+            root: std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf()),
         }
     }
 

@@ -90,6 +90,8 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf, 
 #[derive(Debug, Clone)]
 struct Dir {
     path: PathBuf,
+    /// The hierarchy's mount point.
+    mount: PathBuf,
     unified: bool,
     controllers: Vec<String>,
 }
@@ -128,6 +130,7 @@ impl Cgroup {
             };
             dirs.push(Dir {
                 path: h.mount_point.join(rel),
+                mount: h.mount_point.clone(),
                 unified: h.unified,
                 controllers,
             });
@@ -176,7 +179,7 @@ impl Cgroup {
     pub fn create(&self) -> Result<(), CgroupError> {
         for d in &self.dirs {
             if d.unified && self.is_v2() {
-                v2::enable_controllers(&d.path)?;
+                v2::enable_controllers(&d.mount, &d.path)?;
             }
             fs::create_dir_all(&d.path).map_err(|source| CgroupError::Io {
                 what: "create cgroup",
@@ -238,8 +241,15 @@ impl Cgroup {
             match self.place("hugepageLimits", "hugetlb", "hugetlb")? {
                 (d, false) => v1::hugetlb(&d.path, h)?,
                 (d, true) => {
-                    if !self.is_v2() {
-                        v2::enable_in_ancestors(&d.path, "hugetlb")?;
+                    let enabled =
+                        fs::read_to_string(d.path.join("cgroup.controllers")).unwrap_or_default();
+                    if !enabled.split_whitespace().any(|c| c == "hugetlb") {
+                        // On a hybrid host that would mean changing the
+                        // host's root cgroup, which brig never does.
+                        return Err(CgroupError::Unsupported {
+                            resource: "hugepageLimits".into(),
+                            msg: format!("the hugetlb controller is not enabled for {} (this host has it only in its cgroup v2 hierarchy)", d.path.display()),
+                        });
                     }
                     v2::hugetlb(&d.path, h)?
                 }

@@ -54,19 +54,23 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
         )
     };
     match (limit, swap) {
-        (Some(l), Some(s)) => {
-            if write_limit(l).is_err() {
+        (Some(l), Some(s)) => match write_limit(l) {
+            // EINVAL: the new limit is above memory+swap; raise that first.
+            Err(e) if is_einval(&e) => {
                 write_swap(s)?;
                 write_limit(l)?;
-            } else {
+            }
+            other => {
+                other?;
                 write_swap(s)?;
             }
-        }
+        },
         (Some(l), None) => {
-            // Keep swap unlimited-relative: runc sets memsw to the limit's
-            // double only when asked; here, raise memsw first if it is lower.
-            if write_limit(l).is_err() {
-                write_swap(if l == -1 { -1 } else { l })?;
+            if let Err(e) = write_limit(l) {
+                if !is_einval(&e) {
+                    return Err(e);
+                }
+                write_swap(l)?;
                 write_limit(l)?;
             }
         }
@@ -101,6 +105,10 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
         )?;
     }
     Ok(())
+}
+
+fn is_einval(e: &CgroupError) -> bool {
+    matches!(e, CgroupError::Write { source, .. } if source.raw_os_error() == Some(libc::EINVAL))
 }
 
 /// cpu.* (shares, CFS quota and period, burst, realtime, idle).

@@ -27,16 +27,15 @@ pub fn blkio_weight_to_io(weight: u16) -> u64 {
     1 + (u64::from(weight.clamp(10, 1000)) - 10) * 9999 / 990
 }
 
-/// Enables every available controller from the hierarchy root down to the
-/// parent of `leaf`, so the leaf can use them (runc does the same).
-pub fn enable_controllers(leaf: &Path) -> Result<(), CgroupError> {
-    let mut ancestors: Vec<&Path> = leaf
-        .ancestors()
-        .skip(1)
-        .take_while(|p| p.join("cgroup.controllers").exists())
-        .collect();
-    ancestors.reverse();
-    for dir in ancestors {
+/// Makes the directories from the hierarchy's root `mount` down to `leaf`,
+/// enabling every available controller in each parent on the way, so the
+/// leaf can use them all (runc does the same).
+pub fn enable_controllers(mount: &Path, leaf: &Path) -> Result<(), CgroupError> {
+    let Ok(rel) = leaf.strip_prefix(mount) else {
+        return Ok(());
+    };
+    let mut dir = mount.to_path_buf();
+    for part in rel.components() {
         let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
         let enable: Vec<String> = available
             .split_whitespace()
@@ -49,33 +48,18 @@ pub fn enable_controllers(leaf: &Path) -> Result<(), CgroupError> {
                 &enable.join(" "),
             )?;
         }
-        let next = leaf
-            .strip_prefix(dir)
-            .ok()
-            .and_then(|r| r.components().next())
-            .map(|c| dir.join(c));
-        if let Some(child) = next {
-            let _ = std::fs::create_dir(&child);
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    what: "create cgroup",
+                    path: dir,
+                    source,
+                });
+            }
         }
-    }
-    Ok(())
-}
-
-/// Enables one controller in the ancestors of `leaf` (hybrid hosts, where
-/// only what is asked for is turned on).
-pub fn enable_in_ancestors(leaf: &Path, controller: &str) -> Result<(), CgroupError> {
-    let mut ancestors: Vec<&Path> = leaf
-        .ancestors()
-        .skip(1)
-        .take_while(|p| p.join("cgroup.controllers").exists())
-        .collect();
-    ancestors.reverse();
-    for dir in ancestors {
-        write_file(
-            "cgroup.subtree_control",
-            &dir.join("cgroup.subtree_control"),
-            &format!("+{controller}"),
-        )?;
     }
     Ok(())
 }

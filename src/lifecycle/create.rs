@@ -323,6 +323,7 @@ fn record_creating(dir: &Path, o: &CreateOptions, b: &Bundle) -> Result<Containe
             owner: String::new(),
             annotations,
             spec: b.spec.clone(),
+            no_new_keyring: o.no_new_keyring,
         },
     };
     c.save()?;

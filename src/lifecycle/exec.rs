@@ -198,7 +198,13 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
         .ok_or_else(|| Error::Usage("cannot exec in a stopped container".into()))?;
     let mut process = build_process(c.saved.spec.process().as_ref(), o)?;
     // runc filters exec'd processes with the container's profile.
-    let seccomp = match c.saved.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+    let seccomp = match c
+        .saved
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
         Some(s) => Some(crate::seccomp::compile(s)?),
         None => None,
     };
@@ -219,6 +225,11 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
         cgroup = Some(sub_cg);
     }
     let terminal = process.terminal().unwrap_or(false);
+    if o.console_socket.is_some() && !o.detach {
+        return Err(Error::Usage(
+            "cannot use console socket if brig will not detach".into(),
+        ));
+    }
     let console = ConsoleSocket::for_process(terminal, o.console_socket.as_deref(), !o.detach)?;
     let signals = forwarded_signals();
     if !o.detach {
@@ -228,6 +239,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
     }
     let prepared = Prepared {
         id: &o.id,
+        no_new_keyring: c.saved.no_new_keyring,
         process: &process,
         caps: Sets::from_spec(process.capabilities().as_ref()),
         in_userns: ns.in_user_namespace(),
@@ -263,6 +275,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
         }
     };
     spawned.release()?;
+    spawned.wait_exec()?;
     if o.detach {
         return Ok(0);
     }

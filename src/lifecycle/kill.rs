@@ -13,6 +13,13 @@ use crate::state::{Container, Status, Store};
 pub fn kill(store: &Store, id: &str, signal: &str, all: bool) -> Result<(), Error> {
     let sig = signals::parse(signal)?;
     let c = store.load(id)?;
+    if all && c.status() == Status::Stopped {
+        // runc signals whatever outlived the init (no pid namespace), and
+        // `--all` of a stopped container is not an error.
+        if let Some(cg) = c.cgroup() {
+            return Ok(cg.kill_all(sig)?);
+        }
+    }
     let pid = match c.status() {
         Status::Created | Status::Running | Status::Paused => c.live_pid(),
         _ => None,

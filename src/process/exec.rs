@@ -18,6 +18,8 @@ use crate::sync::{Channel, Message};
 /// Everything the process needs, prepared by `exec` before any fork.
 pub struct Prepared<'a> {
     pub id: &'a str,
+    /// The container was created with `--no-new-keyring`.
+    pub no_new_keyring: bool,
     pub process: &'a Process,
     pub caps: Sets,
     pub in_userns: bool,
@@ -40,8 +42,7 @@ pub fn run(p: &Prepared, chan: Channel) -> ! {
     if chan.send(&Message::Ready).is_err() || chan.expect(Message::Go, "Go").is_err() {
         exit(1);
     }
-    drop(chan);
-    exec.exec()
+    exec.exec_reporting(&chan)
 }
 
 fn setup(p: &Prepared) -> Result<Exec, SetupError> {
@@ -51,7 +52,9 @@ fn setup(p: &Prepared) -> Result<Exec, SetupError> {
         nix::unistd::setsid().map_err(sys("setsid"))?;
         console::create(sock, p.process.console_size(), false)?;
     }
-    setup::join_session_keyring(p.id)?;
+    if !p.no_new_keyring {
+        setup::join_session_keyring(p.id)?;
+    }
     // No agent connection: the listener of an exec'd process is not handed
     // to the agent yet (its notified syscalls then fail with ENOSYS).
     let seccomp = p.seccomp.map(|filter| crate::seccomp::Pending {

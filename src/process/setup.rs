@@ -44,6 +44,15 @@ pub struct Exec {
 }
 
 impl Exec {
+    /// Execs; if execve fails, says why over `chan` (whose close-on-exec
+    /// end otherwise tells the parent the exec happened) and exits 127.
+    pub fn exec_reporting(&self, chan: &crate::sync::Channel) -> ! {
+        let err = nix::unistd::execve(&self.path, &self.args, &self.env).unwrap_err();
+        let msg = format!("exec {:?}: {}", self.path, err.desc());
+        let _ = chan.send(&crate::sync::Message::Error(msg));
+        exit(127)
+    }
+
     /// Replaces this process with the program; returns only on failure, by
     /// exiting with 127 after saying why on stderr.
     pub fn exec(&self) -> ! {

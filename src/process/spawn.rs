@@ -291,8 +291,23 @@ impl Spawned {
         }
     }
 
+    /// After `release`: waits until the process has exec'd its program (the
+    /// socket closes on exec) or returns why execve failed.
+    pub fn wait_exec(&self) -> Result<(), SpawnError> {
+        match self.chan.recv() {
+            Err(SyncError::Closed) => Ok(()),
+            Ok(Message::Error(e)) => Err(SpawnError::Child(e)),
+            Ok(got) => Err(SyncError::Unexpected {
+                expected: "exec",
+                got,
+            }
+            .into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Lets the init go on to wait for `start`.
-    pub fn release(self) -> Result<(), SpawnError> {
+    pub fn release(&self) -> Result<(), SpawnError> {
         Ok(self.chan.send(&Message::Go)?)
     }
 

@@ -554,6 +554,6 @@ fn emit_cond(b: &mut Builder, abi: Abi, c: &Cond, t: Label, f: Label) -> Label {
     b.stmt(LD_ABS, hi_off)
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 #[path = "compile_tests.rs"]
 mod tests;

@@ -17,7 +17,8 @@ fn filter(v: serde_json::Value) -> Filter {
 }
 
 fn nr(abi: Abi, name: &str) -> i32 {
-    abi.number(name).unwrap_or_else(|| panic!("{name} on {abi:?}")) as i32
+    abi.number(name)
+        .unwrap_or_else(|| panic!("{name} on {abi:?}")) as i32
 }
 
 /// The action for `name` on x86_64 with `args`.
@@ -64,10 +65,16 @@ fn every_action_encodes_like_runc() {
             rule["errnoRet"] = json!(e);
         }
         // A default that differs from every case, so no rule is dropped.
-        let f = filter(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 99,
-            "syscalls": [rule]}));
+        let f = filter(
+            json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 99,
+            "syscalls": [rule]}),
+        );
         assert_eq!(on64(&f, "mkdir", [0; 6]), want, "{action} {errno:?}");
-        assert_eq!(on64(&f, "getpid", [0; 6]), RET_ERRNO | 99, "default for {action}");
+        assert_eq!(
+            on64(&f, "getpid", [0; 6]),
+            RET_ERRNO | 99,
+            "default for {action}"
+        );
     }
 }
 
@@ -93,12 +100,17 @@ fn notify_is_refused_where_runc_refuses_it() {
     .unwrap_err()
     .to_string();
     assert!(err.starts_with("linux.seccomp.defaultAction:"), "{err}");
-    let err = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+    let err = compile(&profile(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
         "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"},
-                     {"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]})))
+                     {"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
+    ))
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("linux.seccomp.syscalls[1].names[1]:"), "{err}");
+    assert!(
+        err.starts_with("linux.seccomp.syscalls[1].names[1]:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -142,7 +154,9 @@ fn bad_fields_are_named() {
 #[test]
 fn every_operator_on_64_bit_values() {
     const BIG: u64 = 0x0000_0001_0000_0005; // differs from 5 only in the high word
-    let ops: [(&str, u64, u64, fn(u64) -> bool); 7] = [
+    /// (operator, value, valueTwo, whether an argument matches).
+    type Case = (&'static str, u64, u64, fn(u64) -> bool);
+    let ops: [Case; 7] = [
         ("SCMP_CMP_NE", BIG, 0, |a| a != BIG),
         ("SCMP_CMP_LT", BIG, 0, |a| a < BIG),
         ("SCMP_CMP_LE", BIG, 0, |a| a <= BIG),
@@ -186,14 +200,25 @@ fn every_operator_on_64_bit_values() {
 
 #[test]
 fn x86_compares_the_low_word_only() {
-    let f = filter(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"],
+    let f = filter(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"],
         "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
-            "args": [{"index": 0, "value": 0xffff_ffffu64, "op": "SCMP_CMP_EQ"}]}]}));
-    assert_eq!(on(&f, Abi::X86, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]), EPERM);
-    assert_eq!(on(&f, Abi::X86, "personality", [8, 0, 0, 0, 0, 0]), RET_ALLOW);
+            "args": [{"index": 0, "value": 0xffff_ffffu64, "op": "SCMP_CMP_EQ"}]}]}),
+    );
+    assert_eq!(
+        on(&f, Abi::X86, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]),
+        EPERM
+    );
+    assert_eq!(
+        on(&f, Abi::X86, "personality", [8, 0, 0, 0, 0, 0]),
+        RET_ALLOW
+    );
     // On x86_64 the same value needs a zero high word.
     assert_eq!(on64(&f, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]), EPERM);
-    assert_eq!(on64(&f, "personality", [u64::MAX, 0, 0, 0, 0, 0]), RET_ALLOW);
+    assert_eq!(
+        on64(&f, "personality", [u64::MAX, 0, 0, 0, 0, 0]),
+        RET_ALLOW
+    );
 }
 
 #[test]
@@ -226,7 +251,10 @@ fn rules_resolve_as_libseccomp_merges_them() {
          "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
         {"names": ["personality"], "action": "SCMP_ACT_KILL_PROCESS"},
         {"names": ["personality"], "action": "SCMP_ACT_TRAP"}]}));
-    assert_eq!(on64(&f, "personality", [8, 0, 0, 0, 0, 0]), RET_KILL_PROCESS);
+    assert_eq!(
+        on64(&f, "personality", [8, 0, 0, 0, 0, 0]),
+        RET_KILL_PROCESS
+    );
     // ... and after it.
     let f = filter(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
         {"names": ["personality"], "action": "SCMP_ACT_LOG"},
@@ -255,12 +283,17 @@ fn rules_resolve_as_libseccomp_merges_them() {
 fn architectures_dispatch_and_x32_is_explicit() {
     let rules = json!([{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 2}]);
     // Only x86_64: x86 and x32 are foreign, the bad-arch action kills.
-    let f = filter(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
-        "syscalls": rules}));
+    let f = filter(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": rules}),
+    );
     assert_eq!(on64(&f, "mkdir", [0; 6]), RET_ERRNO | 2);
     assert_eq!(on(&f, Abi::X86, "mkdir", [0; 6]), RET_KILL_THREAD);
     assert_eq!(on(&f, Abi::X32, "mkdir", [0; 6]), RET_KILL_THREAD);
-    assert_eq!(run(f.program(), 2, 0xc000_00b7, [0; 6]), Some(RET_KILL_THREAD));
+    assert_eq!(
+        run(f.program(), 2, 0xc000_00b7, [0; 6]),
+        Some(RET_KILL_THREAD)
+    );
     // All three: each ABI resolves the name to its own number.
     let f = filter(json!({"defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": rules}));
@@ -276,9 +309,11 @@ fn architectures_dispatch_and_x32_is_explicit() {
     assert_eq!(on64(&f, "mkdir", [0; 6]), RET_ERRNO | 2);
     assert_eq!(on(&f, Abi::X86, "mkdir", [0; 6]), RET_KILL_THREAD);
     // Names an ABI lacks add nothing there (chown32 is x86 only).
-    let f = filter(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64",
+    let f = filter(
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64",
         "SCMP_ARCH_X86"], "syscalls": [{"names": ["chown32", "no_such_call"],
-        "action": "SCMP_ACT_ERRNO"}]}));
+        "action": "SCMP_ACT_ERRNO"}]}),
+    );
     assert_eq!(on(&f, Abi::X86, "chown32", [0; 6]), EPERM);
     assert_eq!(on64(&f, "chown", [0; 6]), RET_ALLOW);
 }
@@ -291,7 +326,11 @@ fn newer_syscalls_get_enosys_as_in_runc() {
     let f = filter(p.clone());
     let last = nr(Abi::X86_64, "futex_waitv");
     assert_eq!(on64(&f, "read", [0; 6]), RET_ALLOW);
-    assert_eq!(on64(&f, "close", [0; 6]), EPERM, "below the last: the default");
+    assert_eq!(
+        on64(&f, "close", [0; 6]),
+        EPERM,
+        "below the last: the default"
+    );
     let above = |abi: Abi, n: i32| {
         let arch = if abi == Abi::X86 {
             AUDIT_ARCH_I386
@@ -329,7 +368,15 @@ fn newer_syscalls_get_enosys_as_in_runc() {
 fn docker_profile() {
     let f = compile(&engine_profile("docker")).expect("compiles");
     assert!(f.program().len() < 4096);
-    for name in ["read", "write", "openat", "execve", "mkdir", "exit_group", "ptrace"] {
+    for name in [
+        "read",
+        "write",
+        "openat",
+        "execve",
+        "mkdir",
+        "exit_group",
+        "ptrace",
+    ] {
         assert_eq!(on64(&f, name, [0; 6]), RET_ALLOW, "{name}");
     }
     // Denied with the default EPERM.
@@ -369,7 +416,10 @@ fn docker_profile() {
     assert_eq!(on(&f, Abi::X86, "mount", [0; 6]), EPERM);
     assert_eq!(on(&f, Abi::X32, "read", [0; 6]), RET_ALLOW);
     // Newer than the profile: ENOSYS.
-    assert_eq!(run(f.program(), 1000, AUDIT_ARCH_X86_64, [0; 6]), Some(ENOSYS));
+    assert_eq!(
+        run(f.program(), 1000, AUDIT_ARCH_X86_64, [0; 6]),
+        Some(ENOSYS)
+    );
     // Every syscall of the table gets exactly the action the profile's
     // rules give it.
     let p = engine_profile("docker");
@@ -383,7 +433,12 @@ fn docker_profile() {
     let last = Abi::X86_64
         .table()
         .iter()
-        .filter(|(n, _)| p.syscalls().iter().flatten().any(|r| r.names().iter().any(|x| x == n)))
+        .filter(|(n, _)| {
+            p.syscalls()
+                .iter()
+                .flatten()
+                .any(|r| r.names().iter().any(|x| x == n))
+        })
         .map(|(_, nr)| *nr)
         .max()
         .unwrap();
@@ -443,10 +498,7 @@ fn x86_64_table_matches_headers() {
         table, from_header,
         "regenerate with src/seccomp/gen_tables.py"
     );
-    assert!(Abi::X86
-        .table()
-        .windows(2)
-        .all(|w| w[0].0 < w[1].0));
+    assert!(Abi::X86.table().windows(2).all(|w| w[0].0 < w[1].0));
     assert!(Abi::X32
         .table()
         .iter()
