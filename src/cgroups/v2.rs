@@ -157,8 +157,17 @@ pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
         )?;
     }
     if c.quota().is_some() || c.period().is_some() {
-        let quota = c.quota().map_or("max".to_string(), max_or);
-        let period = c.period().unwrap_or(100_000);
+        // cpu.max holds both; keep the one not given (an update may change
+        // only the quota or only the period).
+        let current = std::fs::read_to_string(dir.join("cpu.max")).unwrap_or_default();
+        let mut old = current.split_whitespace();
+        let old_quota = old.next().unwrap_or("max").to_string();
+        let old_period = old
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(100_000u64);
+        let quota = c.quota().map_or(old_quota, max_or);
+        let period = c.period().unwrap_or(old_period);
         write_file(
             "cpu.quota",
             &dir.join("cpu.max"),
@@ -176,16 +185,18 @@ pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
 
 /// io.weight and io.max.
 pub fn block_io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
-    let weight_file = if dir.join("io.bfq.weight").exists() {
-        "io.bfq.weight"
+    // BFQ's io.bfq.weight takes blkio's 10..1000 scale as it is; io.weight
+    // takes 1..10000.
+    let (weight_file, convert): (&str, fn(u16) -> u64) = if dir.join("io.bfq.weight").exists() {
+        ("io.bfq.weight", u64::from)
     } else {
-        "io.weight"
+        ("io.weight", blkio_weight_to_io)
     };
     if let Some(w) = b.weight() {
         write_file(
             "blockIO.weight",
             &dir.join(weight_file),
-            &format!("default {}", blkio_weight_to_io(w)),
+            &format!("default {}", convert(w)),
         )?;
     }
     if b.leaf_weight().is_some() {
@@ -199,7 +210,7 @@ pub fn block_io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
             write_file(
                 "blockIO.weightDevice",
                 &dir.join(weight_file),
-                &format!("{}:{} {}", d.major(), d.minor(), blkio_weight_to_io(w)),
+                &format!("{}:{} {}", d.major(), d.minor(), convert(w)),
             )?;
         }
     }
