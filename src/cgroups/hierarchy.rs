@@ -20,9 +20,18 @@ pub struct Hierarchy {
 /// Lists the cgroup hierarchies in a mount table.
 pub fn hierarchies(mounts: &[mountinfo::Mount]) -> Vec<Hierarchy> {
     let mut seen = std::collections::HashSet::new();
+    // A mount made later on the same point, or on a directory above it,
+    // hides it (a tmpfs over /sys/fs/cgroup/unified, say).
+    let shadowed = |i: usize| {
+        mounts[i + 1..]
+            .iter()
+            .any(|later| mounts[i].mount_point.starts_with(&later.mount_point))
+    };
     mounts
         .iter()
-        .filter(|m| m.fs_type == "cgroup" || m.fs_type == "cgroup2")
+        .enumerate()
+        .filter(|&(i, m)| (m.fs_type == "cgroup" || m.fs_type == "cgroup2") && !shadowed(i))
+        .map(|(_, m)| m)
         .filter_map(|m| {
             let unified = m.fs_type == "cgroup2";
             let key = if unified {
@@ -100,6 +109,14 @@ mod tests {
 40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
+
+    #[test]
+    fn a_hierarchy_hidden_by_a_later_mount_is_not_used() {
+        let text = format!("{HYBRID}50 41 0:60 / /sys/fs/cgroup/unified rw - tmpfs none rw\n");
+        let hs = hierarchies(&mountinfo::parse(&text));
+        assert!(hs.iter().all(|h| !h.unified), "{hs:?}");
+        assert_eq!(hs.len(), 3);
+    }
 
     #[test]
     fn finds_hybrid_hierarchies_and_own_dirs() {

@@ -30,14 +30,13 @@ pub fn find(arg0: &str, env: &[String]) -> Result<PathBuf, String> {
     ))
 }
 
-/// Go's findExecutable: a regular file with an execute bit.
+/// Go's findExecutable: a regular file with an execute bit. A directory or
+/// a file without one is a bare "permission denied", from which Docker
+/// derives exit code 126 (a failed stat keeps the `stat X:` wording, 127).
 fn check(p: &Path) -> Result<(), String> {
     let md = std::fs::metadata(p).map_err(|e| format!("stat {}: {}", p.display(), os_text(&e)))?;
-    if md.is_dir() {
-        return Err(format!("stat {}: is a directory", p.display()));
-    }
-    if md.permissions().mode() & 0o111 == 0 {
-        return Err(format!("stat {}: permission denied", p.display()));
+    if md.is_dir() || md.permissions().mode() & 0o111 == 0 {
+        return Err("permission denied".into());
     }
     Ok(())
 }
@@ -59,6 +58,18 @@ mod tests {
         assert_eq!(
             find("/nonexistent", &[]).unwrap_err(),
             "exec: \"/nonexistent\": stat /nonexistent: no such file or directory"
+        );
+    }
+
+    #[test]
+    fn directories_and_plain_files_are_permission_denied_like_runc() {
+        assert_eq!(
+            find("/etc", &[]).unwrap_err(),
+            "exec: \"/etc\": permission denied"
+        );
+        assert_eq!(
+            find("/etc/passwd", &[]).unwrap_err(),
+            "exec: \"/etc/passwd\": permission denied"
         );
     }
 

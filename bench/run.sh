@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# brig against runc and crun, side by side. `bench/run.sh` writes
+# bench/RESULTS.md; `bench/run.sh --short` (CI) runs a few iterations and
+# only prints the table, so the benchmark never rots.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pkg in runc crun; do command -v "$pkg" >/dev/null || need+=("$pkg"); done
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-remove "${need[@]}" >/dev/null
+fi
+cargo build --release --bin brig
+
+args=(--brig "$PWD/target/release/brig" --iterations 30 --parallel 50 --out bench/RESULTS.md)
+if [ "${1:-}" = --short ]; then
+  args=(--brig "$PWD/target/release/brig" --iterations 3 --parallel 10 --skip-memory --out /tmp/brig-bench-short.md)
+fi
+
+# crun 1.8 refuses hybrid cgroups ("cgroups in hybrid mode not supported"):
+# in a private mount namespace, a tmpfs hides the cgroup2 mount from all
+# three runtimes alike; the host's mounts are untouched.
+exec unshare --mount --propagation private -- sh -c '
+  if [ -d /sys/fs/cgroup/unified ] && grep -q " /sys/fs/cgroup/unified cgroup2 " /proc/self/mounts; then
+    mount -t tmpfs -o size=64k brig-bench /sys/fs/cgroup/unified
+  fi
+  exec python3 bench/bench.py "$@"' sh "${args[@]}"
