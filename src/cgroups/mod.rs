@@ -524,6 +524,33 @@ fn without_zeros(r: &LinuxResources) -> LinuxResources {
     serde_json::from_value(v).unwrap_or_else(|_| r.clone())
 }
 
+/// Writes a hugetlb limit for `page_size` into the hierarchy's file
+/// (`suffixes`: the limit's and the reservation limit's, which only newer
+/// kernels have); a page size the host lacks is an error naming the file.
+fn write_hugetlb(
+    dir: &Path,
+    page_size: &str,
+    suffixes: (&str, &str),
+    value: &str,
+) -> Result<(), CgroupError> {
+    let file = dir.join(format!("hugetlb.{page_size}.{}", suffixes.0));
+    if !file.exists() {
+        return Err(CgroupError::Unsupported {
+            resource: "hugepageLimits".into(),
+            msg: format!(
+                "page size {page_size:?} is not supported by this host ({} is missing)",
+                file.display()
+            ),
+        });
+    }
+    write_file("hugepageLimits", &file, value)?;
+    let rsvd = dir.join(format!("hugetlb.{page_size}.{}", suffixes.1));
+    if rsvd.exists() {
+        write_file("hugepageLimits", &rsvd, value)?;
+    }
+    Ok(())
+}
+
 /// Writes `value` to a cgroup file; the error names the resource and the file.
 pub(crate) fn write_file(resource: &str, file: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(file, value).map_err(|source| CgroupError::Write {

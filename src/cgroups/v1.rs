@@ -227,23 +227,12 @@ pub fn block_io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
 
 /// hugetlb.SIZE.limit_in_bytes (and the reservation limit where the kernel has it).
 pub fn hugetlb(dir: &Path, h: &LinuxHugepageLimit) -> Result<(), CgroupError> {
-    let file = dir.join(format!("hugetlb.{}.limit_in_bytes", h.page_size()));
-    if !file.exists() {
-        return Err(CgroupError::Unsupported {
-            resource: "hugepageLimits".into(),
-            msg: format!(
-                "page size {:?} is not supported by this host ({} is missing)",
-                h.page_size(),
-                file.display()
-            ),
-        });
-    }
-    write_file("hugepageLimits", &file, &h.limit().to_string())?;
-    let rsvd = dir.join(format!("hugetlb.{}.rsvd.limit_in_bytes", h.page_size()));
-    if rsvd.exists() {
-        write_file("hugepageLimits", &rsvd, &h.limit().to_string())?;
-    }
-    Ok(())
+    super::write_hugetlb(
+        dir,
+        h.page_size(),
+        ("limit_in_bytes", "rsvd.limit_in_bytes"),
+        &h.limit().to_string(),
+    )
 }
 
 /// The devices controller's rule line for a rule: `c 1:3 rwm`.

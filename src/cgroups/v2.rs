@@ -250,23 +250,7 @@ pub fn block_io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
 
 /// hugetlb.SIZE.max, and hugetlb.SIZE.rsvd.max where the kernel has it.
 pub fn hugetlb(dir: &Path, h: &LinuxHugepageLimit) -> Result<(), CgroupError> {
-    let file = dir.join(format!("hugetlb.{}.max", h.page_size()));
-    if !file.exists() {
-        return Err(CgroupError::Unsupported {
-            resource: "hugepageLimits".into(),
-            msg: format!(
-                "page size {:?} is not supported by this host ({} is missing)",
-                h.page_size(),
-                file.display()
-            ),
-        });
-    }
-    write_file("hugepageLimits", &file, &max_or(h.limit()))?;
-    let rsvd = dir.join(format!("hugetlb.{}.rsvd.max", h.page_size()));
-    if rsvd.exists() {
-        write_file("hugepageLimits", &rsvd, &max_or(h.limit()))?;
-    }
-    Ok(())
+    super::write_hugetlb(dir, h.page_size(), ("max", "rsvd.max"), &max_or(h.limit()))
 }
 
 /// linux.resources.unified: each key must be a file of an enabled controller.

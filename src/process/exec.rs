@@ -12,8 +12,8 @@ use oci_spec::runtime::Process;
 
 use super::capabilities::Sets;
 use super::console;
-use super::setup::{self, exit, sys, Exec, SetupError};
-use crate::sync::{Channel, Message};
+use super::setup::{self, sys, Exec, SetupError};
+use crate::sync::Channel;
 
 /// Everything the process needs, prepared by `exec` before any fork.
 pub struct Prepared<'a> {
@@ -32,16 +32,7 @@ pub struct Prepared<'a> {
 
 /// Runs the process's setup and execs it; never returns.
 pub fn run(p: &Prepared, chan: Channel) -> ! {
-    let exec = match setup(p) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = chan.send(&Message::Error(e.to_string()));
-            exit(1)
-        }
-    };
-    if chan.send(&Message::Ready).is_err() || chan.expect(Message::Go, "Go").is_err() {
-        exit(1);
-    }
+    let exec = setup::report_and_wait(&chan, setup(p));
     exec.exec_reporting(&chan)
 }
 

@@ -46,17 +46,8 @@ pub struct Prepared<'a> {
 
 /// Runs the init; never returns.
 pub fn run(p: &Prepared, chan: Channel) -> ! {
-    let (exec, hook_state) = match setup(p, &chan) {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = chan.send(&Message::Error(e.to_string()));
-            exit(1)
-        }
-    };
-    // Wait for create to record the container; if it died, so do we.
-    if chan.send(&Message::Ready).is_err() || chan.expect(Message::Go, "Go").is_err() {
-        exit(1);
-    }
+    // Create records the container before it says go; if it died, so do we.
+    let (exec, hook_state) = setup::report_and_wait(&chan, setup(p, &chan));
     drop(chan);
     if let Err(e) = wait_for_start(p.state_dir, p.spec, &hook_state) {
         eprintln!("brig: container init: {e}");

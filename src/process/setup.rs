@@ -10,6 +10,7 @@ use oci_spec::runtime::Process;
 use super::capabilities::{self, Sets};
 use super::{executable, rlimits, user};
 use crate::rootfs::RootfsError;
+use crate::sync::{Channel, Message};
 
 /// A setup step that failed inside the container.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,22 @@ impl Exec {
         eprintln!("brig: exec {:?}: {}", self.path, err.desc());
         exit(127)
     }
+}
+
+/// Tells the parent how setup went and waits for its go-ahead; a failed
+/// setup, or a parent that died, ends the process here.
+pub fn report_and_wait<T>(chan: &Channel, setup: Result<T, SetupError>) -> T {
+    let done = match setup {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = chan.send(&Message::Error(e.to_string()));
+            exit(1)
+        }
+    };
+    if chan.send(&Message::Ready).is_err() || chan.expect(Message::Go, "Go").is_err() {
+        exit(1);
+    }
+    done
 }
 
 /// Ends a forked child at once.
