@@ -438,3 +438,52 @@ fn x86_syscalls_are_filtered_by_the_x86_part() {
     let out = env.run(&b);
     assert_eq!(out.code(), Some(128 + libc::SIGSYS), "{out}");
 }
+
+#[test]
+fn notify_agent_answers_for_exec_processes() {
+    let env = Env::new("sc-notify-exec");
+    let sock = env.dir.join("agent.sock");
+    let listener = UnixListener::bind(&sock).expect("bind agent socket");
+    // The init's listener arrives first (at create); the exec'd process's
+    // second, relayed by brig with its host pid.
+    let agent = thread::spawn(move || {
+        let (first, _) = listener
+            .accept()
+            .expect("agent accepts the init's connection");
+        let exec_state = agent(listener, libc::EXDEV);
+        drop(first);
+        exec_state
+    });
+    let mut b = env.bundle();
+    b.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    b.args(&["sleep", "30"]);
+    b.write();
+    let id = env.id();
+    env.brig()
+        .args(["run", "--detach", "--bundle"])
+        .arg(&b.dir)
+        .arg(&id)
+        .run()
+        .ok();
+    let init_pid = env.state(&id)["pid"].as_i64().expect("init pid");
+    let out = env
+        .brig()
+        .args(["exec", &id, "sh", "-c", "mkdir /tmp/y 2>&1; echo rc=$?"])
+        .run()
+        .ok();
+    assert!(out.stdout.contains("cross-device link"), "{out}");
+    let state = agent.join().expect("agent thread");
+    assert_eq!(state["state"]["status"], "running", "{state}");
+    let pid = state["pid"].as_i64().unwrap_or(0);
+    assert!(
+        pid > 1 && pid != init_pid,
+        "the exec'd process's host pid: {state}"
+    );
+    assert_eq!(state["pid"], state["state"]["pid"], "{state}");
+    env.brig().args(["delete", "--force", &id]).run().ok();
+    env.assert_nothing_left_behind("notify exec");
+}

@@ -237,7 +237,19 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
             .thread_block()
             .map_err(Error::sys("block signals"))?;
     }
+    // SCMP_ACT_NOTIFY: the exec'd process hands its listener to brig, which
+    // passes it on to the agent with the process's host pid.
+    let relay = match &seccomp {
+        Some(f) if f.has_listener() => Some(
+            std::os::unix::net::UnixStream::pair()
+                .map_err(Error::io("socketpair for the seccomp agent"))?,
+        ),
+        _ => None,
+    };
     let prepared = Prepared {
+        agent: relay
+            .as_ref()
+            .map(|(_, theirs)| std::os::fd::AsRawFd::as_raw_fd(theirs)),
         id: &o.id,
         no_new_keyring: c.saved.no_new_keyring,
         process: &process,
@@ -258,6 +270,10 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
     let ready = spawned
         .wait_ready()
         .map_err(Error::from)
+        .and_then(|()| match (&seccomp, &relay) {
+            (Some(f), Some((ours, _))) => Ok(f.relay_listener(ours, pid)?),
+            _ => Ok(()),
+        })
         .and_then(|()| match &o.pid_file {
             Some(p) => super::create::write_pid_file(p, pid),
             None => Ok(()),

@@ -28,12 +28,20 @@ pub struct Prepared<'a> {
     pub console: Option<RawFd>,
     /// The container's linux.seccomp, compiled by `exec`.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// Socket to brig for the SCMP_ACT_NOTIFY listener.
+    pub agent: Option<RawFd>,
 }
 
 /// Runs the process's setup and execs it; never returns.
 pub fn run(p: &Prepared, chan: Channel) -> ! {
     let exec = setup::report_and_wait(&chan, setup(p));
     exec.exec_reporting(&chan)
+}
+
+fn borrow_inherited(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: the fd belongs to brig's socketpair, which stays open in this
+    // forked process until it execs.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
 fn setup(p: &Prepared) -> Result<Exec, SetupError> {
@@ -46,11 +54,21 @@ fn setup(p: &Prepared) -> Result<Exec, SetupError> {
     if !p.no_new_keyring {
         setup::join_session_keyring(p.id)?;
     }
-    // No agent connection: the listener of an exec'd process is not handed
-    // to the agent yet (its notified syscalls then fail with ENOSYS).
-    let seccomp = p.seccomp.map(|filter| crate::seccomp::Pending {
-        filter,
-        agent: None,
-    });
+    // The listener goes to brig, which knows this process's host pid and
+    // relays it to the agent.
+    let agent = match p.agent {
+        Some(fd) => {
+            let fd = nix::unistd::dup(borrow_inherited(fd))
+                .map_err(sys("dup the agent relay socket"))?;
+            Some(crate::seccomp::Agent::over(
+                std::os::unix::net::UnixStream::from(fd),
+                0,
+            ))
+        }
+        None => None,
+    };
+    let seccomp = p
+        .seccomp
+        .map(|filter| crate::seccomp::Pending { filter, agent });
     setup::finalize(p.process, &p.caps, p.in_userns, p.preserve_fds, seccomp)
 }

@@ -20,6 +20,14 @@ pub struct Agent {
     pid: i32,
 }
 
+impl Agent {
+    /// An agent reached through `sock`, for a process whose pid (as the
+    /// agent sees it) is `pid`.
+    pub fn over(sock: UnixStream, pid: i32) -> Agent {
+        Agent { sock, pid }
+    }
+}
+
 /// runc's `ContainerProcessState`: what the agent receives with the fd.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,6 +102,65 @@ impl Filter {
             .and_then(|p| p.to_str()?.parse().ok())
             .unwrap_or_else(|| std::process::id() as i32);
         Ok(Some(Agent { sock, pid }))
+    }
+
+    /// For `exec`: receives the message and listener that the exec'd
+    /// process sent to brig over `from` (it cannot name its own host pid or
+    /// reach listenerPath from inside the container), sets the pid to `pid`
+    /// and the status to `running`, and passes both on to the agent.
+    pub fn relay_listener(&self, from: &UnixStream, pid: i32) -> Result<(), SeccompError> {
+        let Some(l) = &self.listener else {
+            return Ok(());
+        };
+        let err = |what: &'static str, source: std::io::Error| SeccompError::Agent {
+            path: l.path.clone(),
+            what,
+            source,
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            from.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| err("receive the exec'd process's listener", e.into()))?;
+        let mut listener = None;
+        for c in msg
+            .cmsgs()
+            .map_err(|e| err("read the listener message", e.into()))?
+        {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                // SAFETY: the kernel just installed these fds for us.
+                listener = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        let len = msg.bytes;
+        let listener = listener.ok_or_else(|| {
+            err(
+                "receive the listener",
+                std::io::Error::other("no fd in the message"),
+            )
+        })?;
+        let mut state: serde_json::Value = serde_json::from_slice(&buf[..len])
+            .map_err(|e| err("decode the listener message", std::io::Error::other(e)))?;
+        state["pid"] = pid.into();
+        state["state"]["pid"] = pid.into();
+        state["state"]["status"] = "running".into();
+        let body = state.to_string();
+        let agent = UnixStream::connect(&l.path).map_err(|e| err("connect", e))?;
+        let fds = [listener.as_raw_fd()];
+        sendmsg::<UnixAddr>(
+            agent.as_raw_fd(),
+            &[IoSlice::new(body.as_bytes())],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(|e| err("send the listener", e.into()))?;
+        Ok(())
     }
 
     /// Loads the filter and, for SCMP_ACT_NOTIFY, sends the listener to the
