@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo test --workspace -- --test-threads=2
+cargo test --workspace --all-targets -- --test-threads=2
 # cgroup v2: the cgroup suite inside a guest booted with pure cgroup v2.
 integration/vm/test-v2.sh
 # Real engines driving brig end to end.

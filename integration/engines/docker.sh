@@ -122,7 +122,7 @@ chown: /tmp: Operation not permitted
 rc=1"
   # Docker's default profile: seccomp filter mode, and unshare(2) is refused
   # (it is allowed only with CAP_SYS_ADMIN).
-  dkrun $DK_IMG sh -c 'grep "^Seccomp:" /proc/self/status; unshare -U true; echo rc=$?'
+  dkrun $DK_IMG sh -c 'grep "^Seccomp:" /proc/self/status; unshare -U true 2>&1; echo rc=$?'
   expect docker.run-seccomp-default 0 "Seccomp:	2
 unshare: unshare(0x10000000): Operation not permitted
 rc=1"
