@@ -424,6 +424,14 @@ impl Cgroup {
                 match fs::remove_dir(&d.path) {
                     Ok(()) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    // Live processes that are not ours (a cgroupsPath shared
+                    // with another container), or child cgroups: the cgroup
+                    // is not ours alone to remove.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && !only_dying_inside(&d.path) =>
+                    {
+                        break
+                    }
                     Err(e)
                         if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
                     {
@@ -441,6 +449,28 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// Whether a busy cgroup holds only processes on their way out (gone or
+/// zombies) and no child cgroups, so that waiting will empty it.
+fn only_dying_inside(dir: &Path) -> bool {
+    let has_children = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        })
+        .unwrap_or(false);
+    if has_children {
+        return false;
+    }
+    let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    procs.lines().all(|pid| {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        // Field 3, after the command in parentheses, is the state.
+        stat.rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+    })
 }
 
 /// The device rules a container's cgroup gets, as runc builds them: the
