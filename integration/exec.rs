@@ -28,12 +28,7 @@ fn sleeper(env: &Env, tweak: impl FnOnce(&mut Bundle)) -> (String, i32) {
     tweak(&mut b);
     b.write();
     let id = env.id();
-    env.brig()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     let pid = init_pid(env, &id);
     (id, pid)
 }
@@ -710,12 +705,7 @@ fn exec_detach_reports_a_failed_execve() {
     b.args(&["sleep", "1000"]);
     b.write();
     let id = env.id();
-    env.brig()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     let out = exec(&env, &[], &id, &["/bin/not-a-program"]);
     assert!(!out.success(), "{out}");
     assert!(
@@ -1696,12 +1686,7 @@ fn the_container_gets_a_fresh_session_keyring_unless_no_new_keyring() {
     let id = env.id();
     b.args(&["sleep", "1000"]);
     b.write();
-    env.brig()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     let flag = format!("{KEYRING_PROBE}=1");
     let out = exec(&env, &["-e", &flag], &id, &PROBE_ARGS).ok();
     let got = probe_output(&out.stdout);

@@ -332,6 +332,18 @@ impl Env {
         self.run(b).ok().stdout
     }
 
+    /// `brig run --detach --bundle B ID`, asserting it started.
+    pub fn run_detached(&self, b: &Bundle, id: &str) -> Outcome {
+        b.write();
+        self.register(id);
+        self.brig()
+            .args(["run", "--detach", "--bundle"])
+            .arg(&b.dir)
+            .arg(id)
+            .run()
+            .ok()
+    }
+
     /// `brig create --bundle B ID`; the container's stdio goes to the
     /// returned outcome's files, so later output can be re-read from them.
     pub fn create(&self, b: &Bundle, id: &str) -> Outcome {

@@ -249,12 +249,7 @@ fn delete_of_a_running_container_needs_force() {
     b.args(&["sleep", "1000"]);
     b.write();
     let id = env.id();
-    env.brig()
-        .args(["run", "-d", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     let pid = env.state(&id)["pid"].as_i64().expect("pid") as i32;
 
     let out = env.brig().args(["delete", &id]).run();
@@ -372,12 +367,7 @@ fn kill_of_a_stopped_container_fails_with_container_not_running() {
     b.args(&["true"]);
     b.write();
     let id = env.id();
-    env.brig()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     env.wait_status(&id, "stopped");
     env.brig()
         .args(["kill", &id, "KILL"])
@@ -448,12 +438,7 @@ fn list_shows_containers_as_table_json_and_ids() {
     running.args(&["sleep", "1000"]);
     running.write();
     let b = env.id();
-    env.brig()
-        .args(["run", "-d", "--bundle"])
-        .arg(&running.dir)
-        .arg(&b)
-        .run()
-        .ok();
+    env.run_detached(&running, &b);
     let pid_a = env.state(&a)["pid"].as_i64().expect("pid of a");
     let pid_b = env.state(&b)["pid"].as_i64().expect("pid of b");
 
@@ -555,12 +540,7 @@ fn a_recycled_pid_does_not_revive_a_stopped_container() {
     b.args(&["sleep", "1000"]);
     b.write();
     let id = env.id();
-    env.brig()
-        .args(["run", "-d", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     let pid = env.state(&id)["pid"].as_i64().expect("pid") as i32;
     env.brig().args(["kill", &id, "KILL"]).run().ok();
     // Until the pid is reaped it cannot be reused.

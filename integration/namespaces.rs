@@ -33,12 +33,7 @@ fn a_namespace_can_be_joined_by_path() {
     owner.args(&["sleep", "1000"]);
     owner.write();
     let owner_id = env.id();
-    env.brig()
-        .args(["run", "-d", "--bundle"])
-        .arg(&owner.dir)
-        .arg(&owner_id)
-        .run()
-        .ok();
+    env.run_detached(&owner, &owner_id);
     let pid = env.state(&owner_id)["pid"].as_i64().expect("owner pid");
 
     let mut joiner = env.bundle();

@@ -175,12 +175,7 @@ fn exec_processes_get_the_containers_filter() {
     );
     b.write();
     let id = env.id();
-    env.brig()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     let out = env
         .brig()
         .args(["exec", &id, "sh", "-c", "mkdir /tmp/e 2>&1; echo rc=$?"])
@@ -463,12 +458,7 @@ fn notify_agent_answers_for_exec_processes() {
     b.args(&["sleep", "30"]);
     b.write();
     let id = env.id();
-    env.brig()
-        .args(["run", "--detach", "--bundle"])
-        .arg(&b.dir)
-        .arg(&id)
-        .run()
-        .ok();
+    env.run_detached(&b, &id);
     let init_pid = env.state(&id)["pid"].as_i64().expect("init pid");
     let out = env
         .brig()
