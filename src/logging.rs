@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use crate::timefmt;
 
 /// Shape of each log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     /// logrus text: `time="..." level=error msg="..."`.
     Text,

@@ -1,10 +1,15 @@
 //! The `brig` binary: parse, call the library, map errors to exit codes.
 
-use clap::Parser;
-
 fn main() {
     ensure_stdio_open();
-    let cli = brig::cli::Cli::parse();
+    let cli = match brig::cli::Cli::from_env() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Logging is not set up before the flags are read.
+            eprintln!("brig: {e}");
+            std::process::exit(1);
+        }
+    };
     match brig::cli::execute(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

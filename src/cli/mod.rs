@@ -1,74 +1,62 @@
-//! The command line: runc's flags and commands, parsed with clap and handed
-//! to the library. Nothing here does container work.
+//! The command line: runc's flags and commands, parsed (by `grammar`) and
+//! handed to the library. Nothing here does container work.
+
+mod grammar;
 
 use std::io::Write;
 use std::path::PathBuf;
-
-use clap::{Args, Parser, Subcommand};
 
 use crate::error::Error;
 use crate::lifecycle::{self, CreateOptions, ExecOptions, ListFormat, PsFormat, UpdateFlags};
 use crate::logging::{self, LogFormat};
 use crate::state::Store;
 
-/// brig: an OCI container runtime with runc's command line.
-#[derive(Debug, Parser)]
-#[command(name = "brig", disable_version_flag = true)]
+use grammar::Matches;
+
+/// A parsed command line.
+#[derive(Debug)]
 pub struct Cli {
     /// Directory for container state.
-    #[arg(long, global = true, default_value = "/run/brig")]
     pub root: PathBuf,
     /// Write logs to this file instead of stderr.
-    #[arg(long, global = true)]
     pub log: Option<PathBuf>,
-    /// Log line format.
-    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Log debug messages too.
-    #[arg(long, global = true)]
     pub debug: bool,
     /// Use systemd to manage cgroups (not available yet).
-    #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (given before the command, as with runc).
-    #[arg(long, default_value = "auto")]
     pub rootless: String,
-    /// Print the version.
-    #[arg(short = 'v', long = "version")]
-    pub version: bool,
-    #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
 }
 
 /// Flags shared by `create` and `run`.
-#[derive(Debug, Args)]
+#[derive(Debug)]
 pub struct CreateFlags {
-    /// Bundle directory (holds config.json).
-    #[arg(short = 'b', long, default_value = ".")]
     pub bundle: PathBuf,
-    /// Unix socket to send the terminal's master fd to.
-    #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
-    /// File to write the init's host pid to.
-    #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
-    /// chroot instead of pivot_root.
-    #[arg(long = "no-pivot")]
     pub no_pivot: bool,
-    /// Keep the caller's session keyring.
-    #[arg(long = "no-new-keyring")]
     pub no_new_keyring: bool,
-    /// Pass N fds after stdio (3 .. 3+N-1) to the container.
-    #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Unix socket to send a pidfd of the init to.
-    #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
-    /// Container id.
     pub id: String,
 }
 
 impl CreateFlags {
+    fn from_matches(m: &Matches) -> Result<CreateFlags, Error> {
+        Ok(CreateFlags {
+            bundle: PathBuf::from(m.value("bundle").unwrap_or(".")),
+            console_socket: path(m, "console-socket"),
+            pid_file: path(m, "pid-file"),
+            no_pivot: m.is_set("no-pivot"),
+            no_new_keyring: m.is_set("no-new-keyring"),
+            preserve_fds: m.parsed("preserve-fds")?.unwrap_or(0),
+            pidfd_socket: path(m, "pidfd-socket"),
+            id: m.operands[0].clone(),
+        })
+    }
+
     fn options(&self, systemd_cgroup: bool) -> CreateOptions {
         CreateOptions {
             systemd_cgroup,
@@ -86,87 +74,233 @@ impl CreateFlags {
 }
 
 /// The commands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug)]
 pub enum Command {
-    /// Write a default config.json into the bundle.
+    /// Print this text (help) and exit successfully.
+    Print(String),
     Spec {
-        #[arg(short = 'b', long, default_value = ".")]
         bundle: PathBuf,
-        /// A spec for an unprivileged user (user namespace, no network namespace).
-        #[arg(long = "rootless", id = "spec_rootless")]
         rootless: bool,
     },
-    /// Create a container; it waits for `start`.
     Create(CreateFlags),
-    /// Run the user's process of a created container.
-    Start { id: String },
-    /// Create and start a container, and wait for it unless --detach.
+    Start {
+        id: String,
+    },
     Run {
-        #[command(flatten)]
         flags: CreateFlags,
-        /// Return once the container has started.
-        #[arg(short = 'd', long)]
         detach: bool,
     },
-    /// Run another process in a running container.
     Exec(Box<ExecOptions>),
-    /// Print what this brig supports (runtime-spec features document).
     Features,
-    /// Print the state of a container as JSON.
-    State { id: String },
-    /// Send a signal (default SIGTERM) to a container.
+    State {
+        id: String,
+    },
     Kill {
-        /// Signal every process of the container.
-        #[arg(short = 'a', long)]
         all: bool,
         id: String,
-        #[arg(default_value = "SIGTERM")]
         signal: String,
     },
-    /// Delete a container.
     Delete {
-        /// Kill it first if it is still running.
-        #[arg(short = 'f', long)]
         force: bool,
         id: String,
     },
-    /// Freeze every process of a container.
-    Pause { id: String },
-    /// Thaw a paused container.
-    Resume { id: String },
-    /// List the processes of a container.
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
     Ps {
-        #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: PsFormat,
         id: String,
-        /// Arguments for ps (after `--`), default -ef.
-        #[arg(last = true)]
         ps_args: Vec<String>,
     },
-    /// Print resource statistics and OOM events.
     Events {
-        /// Print one stats event and exit.
-        #[arg(long)]
         stats: bool,
-        /// Time between stats events.
-        #[arg(long, default_value = "5s")]
         interval: String,
         id: String,
     },
-    /// Change the resources of a running container.
     Update {
-        #[command(flatten)]
         flags: Box<UpdateFlags>,
         id: String,
     },
-    /// List containers.
     List {
-        #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: ListFormat,
-        /// Print only ids.
-        #[arg(short = 'q', long)]
         quiet: bool,
     },
+}
+
+impl Cli {
+    /// Parses this process's arguments.
+    pub fn from_env() -> Result<Cli, Error> {
+        Cli::parse(std::env::args().skip(1))
+    }
+
+    /// Parses arguments (without the program name).
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, Error> {
+        let m = grammar::scan(args)?;
+        let command = if m.is_set("help") {
+            Command::Print(grammar::help(m.command))
+        } else if m.is_set("version") {
+            Command::Print(version_text())
+        } else {
+            match m.command {
+                Some(c) => command(c.name, &m)?,
+                None => return Err(Error::Usage("no command given; see brig --help".into())),
+            }
+        };
+        Ok(Cli {
+            root: PathBuf::from(m.value("root").unwrap_or("/run/brig")),
+            log: path(&m, "log"),
+            log_format: choice(
+                &m,
+                "log-format",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?
+            .unwrap_or(LogFormat::Text),
+            debug: m.is_set("debug"),
+            systemd_cgroup: m.is_set("systemd-cgroup"),
+            rootless: m.value("rootless").unwrap_or("auto").to_string(),
+            command,
+        })
+    }
+}
+
+fn path(m: &Matches, long: &str) -> Option<PathBuf> {
+    m.value(long).map(PathBuf::from)
+}
+
+/// A flag whose value is one of a fixed set of words.
+fn choice<T: Copy>(m: &Matches, long: &str, words: &[(&str, T)]) -> Result<Option<T>, Error> {
+    let Some(v) = m.value(long) else {
+        return Ok(None);
+    };
+    match words.iter().find(|(w, _)| *w == v) {
+        Some((_, t)) => Ok(Some(*t)),
+        None => {
+            let known: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+            Err(Error::Usage(format!(
+                "invalid value {v:?} for flag --{long}: expected one of {}",
+                known.join(", ")
+            )))
+        }
+    }
+}
+
+fn command(name: &str, m: &Matches) -> Result<Command, Error> {
+    let id = || m.operands[0].clone();
+    let formats = [("table", ListFormat::Table), ("json", ListFormat::Json)];
+    Ok(match name {
+        "spec" => Command::Spec {
+            bundle: PathBuf::from(m.value("bundle").unwrap_or(".")),
+            rootless: m.is_set("rootless"),
+        },
+        "create" => Command::Create(CreateFlags::from_matches(m)?),
+        "start" => Command::Start { id: id() },
+        "run" => Command::Run {
+            flags: CreateFlags::from_matches(m)?,
+            detach: m.is_set("detach"),
+        },
+        "exec" => Command::Exec(Box::new(exec_options(m)?)),
+        "features" => Command::Features,
+        "state" => Command::State { id: id() },
+        "kill" => Command::Kill {
+            all: m.is_set("all"),
+            id: id(),
+            signal: m
+                .operands
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| "SIGTERM".into()),
+        },
+        "delete" => Command::Delete {
+            force: m.is_set("force"),
+            id: id(),
+        },
+        "pause" => Command::Pause { id: id() },
+        "resume" => Command::Resume { id: id() },
+        "ps" => Command::Ps {
+            format: choice(
+                m,
+                "format",
+                &[("table", PsFormat::Table), ("json", PsFormat::Json)],
+            )?
+            .unwrap_or(PsFormat::Table),
+            id: id(),
+            ps_args: m.operands[1..].to_vec(),
+        },
+        "events" => Command::Events {
+            stats: m.is_set("stats"),
+            interval: m.value("interval").unwrap_or("5s").to_string(),
+            id: id(),
+        },
+        "update" => Command::Update {
+            flags: Box::new(update_flags(m)?),
+            id: id(),
+        },
+        "list" => Command::List {
+            format: choice(m, "format", &formats)?.unwrap_or(ListFormat::Table),
+            quiet: m.is_set("quiet"),
+        },
+        other => return Err(Error::Usage(format!("no such command: {other:?}"))),
+    })
+}
+
+fn exec_options(m: &Matches) -> Result<ExecOptions, Error> {
+    let gids = m
+        .values("additional-gids")
+        .iter()
+        .map(|g| {
+            g.parse().map_err(|e| {
+                Error::Usage(format!(
+                    "invalid value {g:?} for flag --additional-gids: {e}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<u32>, Error>>()?;
+    Ok(ExecOptions {
+        process: path(m, "process"),
+        tty: m.is_set("tty"),
+        console_socket: path(m, "console-socket"),
+        detach: m.is_set("detach"),
+        pid_file: path(m, "pid-file"),
+        pidfd_socket: path(m, "pidfd-socket"),
+        cwd: path(m, "cwd"),
+        env: m.values("env"),
+        user: m.value("user").map(String::from),
+        additional_gids: gids,
+        caps: m.values("cap"),
+        no_new_privs: m.is_set("no-new-privs"),
+        process_label: m.value("process-label").map(String::from),
+        apparmor: m.value("apparmor").map(String::from),
+        preserve_fds: m.parsed("preserve-fds")?.unwrap_or(0),
+        ignore_paused: m.is_set("ignore-paused"),
+        cgroup: m.value("cgroup").map(String::from),
+        id: m.operands[0].clone(),
+        args: m.operands[1..].to_vec(),
+    })
+}
+
+fn update_flags(m: &Matches) -> Result<UpdateFlags, Error> {
+    let text = |long: &str| m.value(long).map(String::from);
+    Ok(UpdateFlags {
+        resources: path(m, "resources"),
+        memory: text("memory"),
+        memory_reservation: text("memory-reservation"),
+        memory_swap: text("memory-swap"),
+        kernel_memory: text("kernel-memory"),
+        kernel_memory_tcp: text("kernel-memory-tcp"),
+        cpu_shares: m.parsed("cpu-shares")?,
+        cpu_quota: m.parsed("cpu-quota")?,
+        cpu_period: m.parsed("cpu-period")?,
+        cpu_burst: m.parsed("cpu-burst")?,
+        cpu_rt_period: m.parsed("cpu-rt-period")?,
+        cpu_rt_runtime: m.parsed("cpu-rt-runtime")?,
+        cpuset_cpus: text("cpuset-cpus"),
+        cpuset_mems: text("cpuset-mems"),
+        pids_limit: m.parsed("pids-limit")?,
+        blkio_weight: m.parsed("blkio-weight")?,
+    })
 }
 
 /// The three lines dockerd parses from `runc --version`.
@@ -181,8 +315,8 @@ pub fn version_text() -> String {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn execute(cli: Cli) -> Result<i32, Error> {
-    if cli.version {
-        print!("{}", version_text());
+    if let Command::Print(text) = &cli.command {
+        print!("{text}");
         return Ok(0);
     }
     logging::init(cli.log.as_deref(), cli.log_format, cli.debug).map_err(Error::io(format!(
@@ -192,12 +326,11 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
             .unwrap_or(std::path::Path::new(""))
             .display()
     )))?;
-    let Some(command) = cli.command else {
-        return Err(Error::Usage("no command given; see brig --help".into()));
-    };
+    let command = cli.command;
     let store = Store::new(&cli.root);
     let mut out = std::io::stdout().lock();
     match command {
+        Command::Print(_) => Ok(0),
         Command::Spec { bundle, rootless } => {
             write_spec(&bundle, rootless)?;
             Ok(0)

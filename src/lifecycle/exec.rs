@@ -16,54 +16,36 @@ use crate::process::spawn::{self, Child};
 use crate::state::{Status, Store};
 
 /// runc's `exec` flags.
-#[derive(Debug, Default, Clone, clap::Args)]
+#[derive(Debug, Default, Clone)]
 pub struct ExecOptions {
     /// A JSON `process` object to run (other process flags are then ignored).
-    #[arg(short = 'p', long)]
     pub process: Option<PathBuf>,
     /// Allocate a terminal.
-    #[arg(short = 't', long)]
     pub tty: bool,
-    #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
     /// Return once the process has started.
-    #[arg(short = 'd', long)]
     pub detach: bool,
-    #[arg(long = "pid-file")]
     pub pid_file: Option<PathBuf>,
     /// Unix socket to send a pidfd of the process to.
-    #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
-    #[arg(long)]
     pub cwd: Option<PathBuf>,
     /// Extra environment variables (KEY=VALUE), repeatable.
-    #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     /// UID[:GID], numbers only.
-    #[arg(short = 'u', long)]
     pub user: Option<String>,
-    #[arg(short = 'g', long = "additional-gids")]
     pub additional_gids: Vec<u32>,
     /// Capabilities to add (bounding, effective, permitted).
-    #[arg(short = 'c', long = "cap")]
     pub caps: Vec<String>,
-    #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
-    #[arg(long = "process-label")]
     pub process_label: Option<String>,
-    #[arg(long)]
     pub apparmor: Option<String>,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
     /// Exec even into a paused container.
-    #[arg(long = "ignore-paused")]
     pub ignore_paused: bool,
     /// A sub-cgroup of the container's to run in.
-    #[arg(long)]
     pub cgroup: Option<String>,
     pub id: String,
     /// The command and its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
 

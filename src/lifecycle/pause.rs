@@ -31,7 +31,7 @@ pub fn resume(store: &Store, id: &str) -> Result<(), Error> {
 }
 
 /// Output of `ps`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PsFormat {
     Table,
     Json,

@@ -14,7 +14,7 @@ pub fn state(store: &Store, id: &str, out: &mut impl Write) -> Result<(), Error>
 }
 
 /// Output of `list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListFormat {
     Table,
     Json,

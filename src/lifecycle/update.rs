@@ -11,42 +11,26 @@ use crate::state::{Status, Store};
 
 /// runc's `update` flags; `resources` (a file, or `-` for stdin) takes a
 /// whole LinuxResources JSON document.
-#[derive(Debug, Default, Clone, clap::Args)]
+#[derive(Debug, Default, Clone)]
 pub struct UpdateFlags {
     /// LinuxResources JSON from FILE, or `-` for stdin.
-    #[arg(short = 'r', long)]
     pub resources: Option<PathBuf>,
     /// Memory limit (bytes, or with k/m/g suffix; -1 for none).
-    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
     /// Memory plus swap limit.
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
     pub kernel_memory: Option<String>,
-    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
     pub kernel_memory_tcp: Option<String>,
-    #[arg(long = "cpu-shares")]
     pub cpu_shares: Option<u64>,
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
-    #[arg(long = "cpu-period")]
     pub cpu_period: Option<u64>,
-    #[arg(long = "cpu-burst")]
     pub cpu_burst: Option<u64>,
-    #[arg(long = "cpu-rt-period")]
     pub cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
-    #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,
-    #[arg(long = "cpuset-mems")]
     pub cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
     pub blkio_weight: Option<u16>,
 }
 
