@@ -13,12 +13,15 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Hooks, LinuxNamespace, Spec};
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::cgroups::{self, Cgroup};
 use serde::{Deserialize, Serialize};
 
-const STATE_FILE: &str = "state.json";
+/// The file in a container's directory that holds its `Saved` state.
+pub const STATE_FILE: &str = "state.json";
 /// The fifo `start` opens to release a created container's init.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
@@ -105,10 +108,71 @@ pub struct Saved {
     pub owner: String,
     pub annotations: BTreeMap<String, String>,
     /// The config the container was created from.
-    pub spec: Spec,
+    pub spec: SavedSpec,
     /// Created with `--no-new-keyring`: exec keeps the caller's keyring too.
     #[serde(default)]
     pub no_new_keyring: bool,
+}
+
+/// The config a container was created from, kept as its JSON text. start,
+/// delete, kill and state need a field or two of it; parsing the whole spec
+/// at every load was the largest user-CPU cost of reading state.json
+/// (perf). Exec and update parse it whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SavedSpec(Box<RawValue>);
+
+impl SavedSpec {
+    /// Keeps `spec` as JSON.
+    pub fn new(spec: &Spec) -> Result<SavedSpec, serde_json::Error> {
+        serde_json::value::to_raw_value(spec).map(SavedSpec)
+    }
+
+    /// The whole spec.
+    pub fn parse(&self) -> Result<Spec, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// Only the parts of the spec that `T` names; the rest is skipped unparsed.
+    fn view<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The spec's hooks.
+    pub fn hooks(&self) -> Result<Option<Hooks>, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct View {
+            hooks: Option<Hooks>,
+        }
+        self.view::<View>().map(|v| v.hooks)
+    }
+
+    /// `linux.cgroupsPath`.
+    pub fn cgroups_path(&self) -> Result<Option<PathBuf>, serde_json::Error> {
+        self.linux().map(|l| l.and_then(|l| l.cgroups_path))
+    }
+
+    /// `linux.namespaces`.
+    pub fn namespaces(&self) -> Result<Vec<LinuxNamespace>, serde_json::Error> {
+        self.linux()
+            .map(|l| l.and_then(|l| l.namespaces).unwrap_or_default())
+    }
+
+    fn linux(&self) -> Result<Option<LinuxView>, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct View {
+            linux: Option<LinuxView>,
+        }
+        self.view::<View>().map(|v| v.linux)
+    }
+}
+
+/// The fields of `linux` read without parsing the whole spec.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LinuxView {
+    cgroups_path: Option<PathBuf>,
+    namespaces: Option<Vec<LinuxNamespace>>,
 }
 
 /// The state document of the runtime spec, in runc's field order.
@@ -156,15 +220,32 @@ impl Container {
         }
     }
 
+    /// The whole spec the container was created from.
+    pub fn spec(&self) -> Result<Spec, StateError> {
+        self.saved.spec.parse().map_err(self.corrupt())
+    }
+
+    /// The spec's hooks.
+    pub fn hooks(&self) -> Result<Option<Hooks>, StateError> {
+        self.saved.spec.hooks().map_err(self.corrupt())
+    }
+
+    /// The spec's `linux.namespaces`.
+    pub fn namespaces(&self) -> Result<Vec<LinuxNamespace>, StateError> {
+        self.saved.spec.namespaces().map_err(self.corrupt())
+    }
+
+    fn corrupt(&self) -> impl FnOnce(serde_json::Error) -> StateError + '_ {
+        move |source| StateError::Corrupt {
+            path: self.dir.join(STATE_FILE),
+            source,
+        }
+    }
+
     /// The container's cgroup, if it has one on this host.
     pub fn cgroup(&self) -> Option<Cgroup> {
-        let path = self
-            .saved
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().as_deref());
-        let path = cgroups::container_path(path, &self.saved.id).ok()?;
+        let path = self.saved.spec.cgroups_path().ok()?;
+        let path = cgroups::container_path(path.as_deref(), &self.saved.id).ok()?;
         Cgroup::open(&path).ok().filter(Cgroup::exists)
     }
 
@@ -405,6 +486,25 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_spec_views_agree_with_the_whole_spec() {
+        let mut spec = crate::config::default_spec(false);
+        let text = r#"{"poststop":[{"path":"/bin/true","args":["true","x"]}]}"#;
+        spec.set_hooks(Some(serde_json::from_str(text).unwrap()));
+        if let Some(l) = spec.linux_mut() {
+            l.set_cgroups_path(Some(PathBuf::from("/a/b")));
+        }
+        let saved = SavedSpec::new(&spec).unwrap();
+        // Round trip through state.json's text, as a later command sees it.
+        let saved: SavedSpec =
+            serde_json::from_slice(&serde_json::to_vec(&saved).unwrap()).unwrap();
+        assert_eq!(saved.parse().unwrap(), spec);
+        assert_eq!(saved.hooks().unwrap(), spec.hooks().clone());
+        assert_eq!(saved.cgroups_path().unwrap(), Some(PathBuf::from("/a/b")));
+        let whole = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert_eq!(saved.namespaces().unwrap(), whole);
+    }
 
     #[test]
     fn ids() {

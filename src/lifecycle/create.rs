@@ -20,7 +20,7 @@ use crate::process::init::Prepared;
 use crate::process::spawn::{self, Child, Spawned};
 use crate::process::{console, init};
 use crate::rootfs;
-use crate::state::{self, Container, Saved, Store, EXEC_FIFO};
+use crate::state::{self, Container, Saved, SavedSpec, StateError, Store, EXEC_FIFO};
 use crate::timefmt;
 
 /// Flags of `create` (and `run`).
@@ -322,7 +322,10 @@ fn record_creating(dir: &Path, o: &CreateOptions, b: &Bundle) -> Result<Containe
             created: timefmt::rfc3339_nanos(SystemTime::now()),
             owner: String::new(),
             annotations,
-            spec: b.spec.clone(),
+            spec: SavedSpec::new(&b.spec).map_err(|source| StateError::Corrupt {
+                path: dir.join(state::STATE_FILE),
+                source,
+            })?,
             no_new_keyring: o.no_new_keyring,
         },
     };

@@ -48,7 +48,14 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), Error> {
 /// Runs the poststop hooks once the container is gone; a failure is only a
 /// warning, and delete goes on (runtime spec).
 fn run_poststop(c: &Container) {
-    let h = c.saved.spec.hooks().as_ref();
+    let hooks = match c.hooks() {
+        Ok(h) => h,
+        Err(e) => {
+            logging::warn(&format!("poststop hooks not run: {e}"));
+            return;
+        }
+    };
+    let h = hooks.as_ref();
     if !hooks::has(h, Kind::Poststop) {
         return;
     }

@@ -178,15 +178,10 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
     let init_pid = c
         .live_pid()
         .ok_or_else(|| Error::Usage("cannot exec in a stopped container".into()))?;
-    let mut process = build_process(c.saved.spec.process().as_ref(), o)?;
+    let spec = c.spec()?;
+    let mut process = build_process(spec.process().as_ref(), o)?;
     // runc filters exec'd processes with the container's profile.
-    let seccomp = match c
-        .saved
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-    {
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(crate::seccomp::compile(s)?),
         None => None,
     };
@@ -194,7 +189,7 @@ pub fn exec(store: &Store, o: &ExecOptions) -> Result<i32, Error> {
     if listen_fds > 0 {
         super::create::add_listen_env(&mut process, listen_fds);
     }
-    let ns = Plan::join_container(&c.saved.spec, init_pid)?;
+    let ns = Plan::join_container(&spec, init_pid)?;
     let mut cgroup = c.cgroup();
     if let (Some(sub), Some(cg)) = (&o.cgroup, &cgroup) {
         let path = cg.path.join(sub.trim_start_matches('/'));

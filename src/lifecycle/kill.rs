@@ -55,16 +55,9 @@ fn signal_all(c: &Container, init: i32, sig: i32) -> Result<(), Error> {
         return Ok(cg.kill_all(sig)?);
     }
     let own_pidns = c
-        .saved
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|n| {
-            n.iter().any(|n| {
-                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
-            })
-        });
+        .namespaces()?
+        .iter()
+        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none());
     if !own_pidns {
         return Err(Error::Usage(
             "kill --all: the container has neither a cgroup nor its own pid namespace".into(),

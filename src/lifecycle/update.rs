@@ -3,11 +3,11 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxResources, Spec};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
-use crate::state::{Status, Store};
+use crate::state::{SavedSpec, Status, Store};
 
 /// runc's `update` flags; `resources` (a file, or `-` for stdin) takes a
 /// whole LinuxResources JSON document.
@@ -124,10 +124,11 @@ pub fn update(store: &Store, id: &str, flags: &UpdateFlags) -> Result<(), Error>
         .ok_or_else(|| Error::Usage(format!("container {id} has no cgroup to update")))?;
     cgroup.apply(&resources)?;
     // Record the merged resources, so that state and later updates see them.
-    let mut spec = serde_json::to_value(&c.saved.spec).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut spec = serde_json::to_value(c.spec()?).map_err(|e| Error::Usage(e.to_string()))?;
     merge(&mut spec["linux"]["resources"], &delta);
-    c.saved.spec =
+    let merged: Spec =
         serde_json::from_value(spec).map_err(|e| Error::Usage(format!("merged resources: {e}")))?;
+    c.saved.spec = SavedSpec::new(&merged).map_err(|e| Error::Usage(e.to_string()))?;
     c.save()?;
     Ok(())
 }
