@@ -85,18 +85,27 @@ impl Channel {
 
     /// Receives one message; `Closed` when the peer is gone.
     pub fn recv(&self) -> Result<Message, SyncError> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match socket::recv(self.fd.as_raw_fd(), &mut buf, socket::MsgFlags::empty()) {
-                Err(nix::Error::EINTR) => continue,
-                Err(e) => return Err(SyncError::Recv(e)),
-                Ok(n) => break n,
-            }
-        };
-        if n == 0 {
+        // Peeking with MSG_TRUNC gives the message's length, so the buffer
+        // is just that big: a fixed 64 KiB one was zeroed on every call and
+        // stayed in each process's resident memory.
+        let peek = socket::MsgFlags::MSG_PEEK | socket::MsgFlags::MSG_TRUNC;
+        let len = self.recv_into(&mut [0u8; 1], peek)?;
+        if len == 0 {
             return Err(SyncError::Closed);
         }
+        let mut buf = vec![0u8; len];
+        let n = self.recv_into(&mut buf, socket::MsgFlags::empty())?;
         serde_json::from_slice(&buf[..n]).map_err(SyncError::Malformed)
+    }
+
+    fn recv_into(&self, buf: &mut [u8], flags: socket::MsgFlags) -> Result<usize, SyncError> {
+        loop {
+            match socket::recv(self.fd.as_raw_fd(), buf, flags) {
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(SyncError::Recv(e)),
+                Ok(n) => return Ok(n),
+            }
+        }
     }
 
     /// Receives a message and requires it to be `want` (or passes on an error).
@@ -138,5 +147,15 @@ mod tests {
         ));
         drop(b);
         assert!(matches!(a.recv(), Err(SyncError::Closed)));
+    }
+
+    #[test]
+    fn a_message_of_any_size_arrives_whole() {
+        let (a, b) = pair().unwrap();
+        let long = "x".repeat(150 * 1024);
+        a.send(&Message::HooksDone(long.clone())).unwrap();
+        a.send(&Message::Go).unwrap();
+        assert_eq!(b.recv().unwrap(), Message::HooksDone(long));
+        assert_eq!(b.recv().unwrap(), Message::Go);
     }
 }
