@@ -231,17 +231,21 @@ class Bench:
         if perf is None or sh([perf, "stat", "-e", "cpu-clock", "true"], check=False).returncode != 0:
             return None
         per_block = max(5, self.n // 3)
-        res = {rt: {"user": [], "kernel": []} for rt in RUNTIMES}
-        bundles = {rt: self.bundle(rt, ["/bin/true"]) for rt in RUNTIMES}
+        res = {rt: {"user": [], "kernel": [], "failed": 0} for rt in RUNTIMES}
         data = self.work / "perf.data"
+        failures = self.work / "perf.failures"
         for _ in range(blocks):
             for rt in RUNTIMES:
-                ids = [self.cid(rt) for _ in range(per_block)]
-                loop = "; ".join(" ".join(self.cmd(rt, "run", "--bundle", str(bundles[rt]), i)) + " >/dev/null"
-                                 for i in ids)
+                # A bundle (so a cgroup) per run, as in the parallel test.
+                runs = [(self.bundle(rt, ["/bin/true"]), self.cid(rt)) for _ in range(per_block)]
+                loop = "; ".join(" ".join(self.cmd(rt, "run", "--bundle", str(b), i)) +
+                                 f" >/dev/null || echo x >>{failures}" for b, i in runs)
+                failures.unlink(missing_ok=True)
                 sh([perf, "record", "-q", "-e", "cpu-clock", "-c", str(SAMPLE_NS), "-o", str(data),
                     "--", "sh", "-c", loop])
-                out = subprocess.run([perf, "script", "-i", str(data), "-F", "comm,dso"],
+                if failures.exists():
+                    res[rt]["failed"] += len(failures.read_text().split())
+                out = subprocess.run([perf, "script", "-i", str(data), "-F", "comm,ip,dso"],
                                      capture_output=True, text=True).stdout
                 user = kernel = 0
                 for line in out.splitlines():
@@ -370,6 +374,9 @@ def main():
             lambda xs: xs)
         row("run /bin/true, runtime kernel CPU (perf sampling)", {rt: sampled[rt]["kernel"] for rt in RUNTIMES},
             lambda xs: xs)
+        if any(sampled[rt]["failed"] for rt in RUNTIMES):
+            w("| runs that failed while sampled | " + " | ".join(str(sampled[rt]["failed"]) for rt in RUNTIMES) +
+              " | | |")
     for phase in ["create", "start", "delete"]:
         row(f"{phase} (wall)", {rt: ph[rt][phase] for rt in RUNTIMES})
     row("exec /bin/true (wall)", ex)

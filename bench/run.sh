@@ -25,9 +25,11 @@ fi
 
 # crun 1.8 refuses hybrid cgroups ("cgroups in hybrid mode not supported"):
 # in a private mount namespace, a tmpfs hides the cgroup2 mount from all
-# three runtimes alike; the host's mounts are untouched.
+# three runtimes alike; the host's mounts are untouched. crun still makes a
+# directory there per container and leaves it: the tmpfs must have room for
+# thousands (a 64 KiB one filled up and failed crun's later containers).
 exec unshare --mount --propagation private -- sh -c '
   if [ -d /sys/fs/cgroup/unified ] && grep -q " /sys/fs/cgroup/unified cgroup2 " /proc/self/mounts; then
-    mount -t tmpfs -o size=64k brig-bench /sys/fs/cgroup/unified
+    mount -t tmpfs -o size=64m brig-bench /sys/fs/cgroup/unified
   fi
   exec python3 bench/bench.py "$@"' sh "${args[@]}"
