@@ -22,11 +22,12 @@ use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNetwork,
+    LinuxResources,
+};
 
 pub use hierarchy::{hierarchies, is_pure_v2, own_dir, parse_proc_cgroup, Hierarchy};
-
-use crate::mountinfo;
 
 /// Parent of containers whose cgroupsPath is empty or relative.
 pub const DEFAULT_PARENT: &str = "/brig";
@@ -107,14 +108,14 @@ pub struct Cgroup {
 impl Cgroup {
     /// Finds where the cgroup `path` lives on this host's hierarchies.
     pub fn open(path: &Path) -> Result<Cgroup, CgroupError> {
-        let mounts = mountinfo::read_self().map_err(|source| CgroupError::Io {
+        let mounted = hierarchy::mounted().map_err(|source| CgroupError::Io {
             what: "read",
             path: "/proc/self/mountinfo".into(),
             source,
         })?;
         let rel = path.strip_prefix("/").unwrap_or(path);
         let mut dirs = Vec::new();
-        for h in hierarchies(&mounts) {
+        for h in mounted {
             let controllers = if h.unified {
                 fs::read_to_string(h.mount_point.join("cgroup.controllers"))
                     .unwrap_or_default()
@@ -480,78 +481,102 @@ fn only_dying_inside(dir: &Path) -> bool {
 pub fn device_rules(spec: &oci_spec::runtime::Spec) -> Option<Vec<LinuxDeviceCgroup>> {
     let linux = spec.linux().as_ref()?;
     let mut rules = linux.resources().as_ref()?.devices().clone()?;
-    let rule = |typ: &str,
-                major: Option<i64>,
-                minor: Option<i64>,
-                access: &str|
-     -> Option<LinuxDeviceCgroup> {
-        serde_json::from_value(serde_json::json!({
-            "allow": true, "type": typ, "major": major, "minor": minor, "access": access
-        }))
-        .ok()
+    let rule = |typ, major, minor, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true)
+            .set_typ(Some(typ))
+            .set_major(major)
+            .set_minor(minor)
+            .set_access(Some(access.to_string()));
+        r
     };
     for d in linux.devices().iter().flatten() {
         // The devices cgroup knows only character and block devices.
         let typ = match d.typ() {
-            LinuxDeviceType::B => "b",
-            LinuxDeviceType::C | LinuxDeviceType::U => "c",
+            LinuxDeviceType::B => LinuxDeviceType::B,
+            LinuxDeviceType::C | LinuxDeviceType::U => LinuxDeviceType::C,
             _ => continue,
         };
-        rules.extend(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+        rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
     }
+    use LinuxDeviceType::{B, C};
     let defaults = [
-        ("c", None, None, "m"),
-        ("b", None, None, "m"),
-        ("c", Some(1), Some(3), "rwm"),
-        ("c", Some(1), Some(8), "rwm"),
-        ("c", Some(1), Some(7), "rwm"),
-        ("c", Some(5), Some(0), "rwm"),
-        ("c", Some(1), Some(5), "rwm"),
-        ("c", Some(1), Some(9), "rwm"),
-        ("c", Some(136), None, "rwm"),
-        ("c", Some(5), Some(2), "rwm"),
-        ("c", Some(10), Some(200), "rwm"),
+        (C, None, None, "m"),
+        (B, None, None, "m"),
+        (C, Some(1), Some(3), "rwm"),
+        (C, Some(1), Some(8), "rwm"),
+        (C, Some(1), Some(7), "rwm"),
+        (C, Some(5), Some(0), "rwm"),
+        (C, Some(1), Some(5), "rwm"),
+        (C, Some(1), Some(9), "rwm"),
+        (C, Some(136), None, "rwm"),
+        (C, Some(5), Some(2), "rwm"),
+        (C, Some(10), Some(200), "rwm"),
     ];
     for (t, major, minor, access) in defaults {
-        rules.extend(rule(t, major, minor, access));
+        rules.push(rule(t, major, minor, access));
     }
     Some(rules)
 }
 
 /// Drops the values that runc treats as "not set" when they are 0 (Docker's
-/// `update` sends zeros for everything it leaves alone).
+/// `update` sends zeros for everything it leaves alone), and the groups
+/// left with nothing in them.
 fn without_zeros(r: &LinuxResources) -> LinuxResources {
-    const UNSET_WHEN_ZERO: &[(&str, &str)] = &[
-        ("memory", "limit"),
-        ("memory", "reservation"),
-        ("memory", "swap"),
-        ("memory", "kernel"),
-        ("memory", "kernelTCP"),
-        ("cpu", "shares"),
-        ("cpu", "quota"),
-        ("cpu", "period"),
-        ("cpu", "burst"),
-        ("cpu", "realtimeRuntime"),
-        ("cpu", "realtimePeriod"),
-        ("blockIO", "weight"),
-        ("blockIO", "leafWeight"),
-        ("pids", "limit"),
-    ];
-    let Ok(mut v) = serde_json::to_value(r) else {
-        return r.clone();
-    };
-    for (group, key) in UNSET_WHEN_ZERO {
-        if let Some(obj) = v.get_mut(*group).and_then(|g| g.as_object_mut()) {
-            if obj.get(*key).and_then(|x| x.as_i64()) == Some(0) {
-                obj.remove(*key);
-            }
-        }
+    fn set<T: Copy + Default + PartialEq>(v: Option<T>) -> Option<T> {
+        v.filter(|x| *x != T::default())
     }
-    // A group left empty is not asked for at all.
-    if let Some(obj) = v.as_object_mut() {
-        obj.retain(|k, g| k == "devices" || !g.as_object().is_some_and(|o| o.is_empty()));
+    let mut r = r.clone();
+    if let Some(m) = r.memory_mut() {
+        m.set_limit(set(m.limit()));
+        m.set_reservation(set(m.reservation()));
+        m.set_swap(set(m.swap()));
+        m.set_kernel(set(m.kernel()));
+        m.set_kernel_tcp(set(m.kernel_tcp()));
     }
-    serde_json::from_value(v).unwrap_or_else(|_| r.clone())
+    if let Some(c) = r.cpu_mut() {
+        c.set_shares(set(c.shares()));
+        c.set_quota(set(c.quota()));
+        c.set_period(set(c.period()));
+        c.set_burst(set(c.burst()));
+        c.set_realtime_runtime(set(c.realtime_runtime()));
+        c.set_realtime_period(set(c.realtime_period()));
+    }
+    if let Some(b) = r.block_io_mut() {
+        b.set_weight(set(b.weight()));
+        b.set_leaf_weight(set(b.leaf_weight()));
+    }
+    if r.memory()
+        .as_ref()
+        .is_some_and(|m| *m == LinuxMemory::default())
+    {
+        r.set_memory(None);
+    }
+    if r.cpu().as_ref().is_some_and(|c| *c == LinuxCpu::default()) {
+        r.set_cpu(None);
+    }
+    if r.block_io()
+        .as_ref()
+        .is_some_and(|b| *b == LinuxBlockIo::default())
+    {
+        r.set_block_io(None);
+    }
+    if r.pids().as_ref().is_some_and(|p| p.limit() == 0) {
+        r.set_pids(None);
+    }
+    if r.network()
+        .as_ref()
+        .is_some_and(|n| *n == LinuxNetwork::default())
+    {
+        r.set_network(None);
+    }
+    if r.rdma().as_ref().is_some_and(|m| m.is_empty()) {
+        r.set_rdma(None);
+    }
+    if r.unified().as_ref().is_some_and(|m| m.is_empty()) {
+        r.set_unified(None);
+    }
+    r
 }
 
 /// Writes a hugetlb limit for `page_size` into the hierarchy's file
@@ -594,6 +619,22 @@ pub(crate) fn write_file(resource: &str, file: &Path, value: &str) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeros_are_unset_and_empty_groups_dropped() {
+        let r: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"limit":0,"swap":0},"cpu":{"shares":0,"quota":50000},
+                "pids":{"limit":0},"blockIO":{"weight":0},"devices":[]}"#,
+        )
+        .unwrap();
+        let r = without_zeros(&r);
+        assert_eq!(r.memory(), &None);
+        assert_eq!(r.pids(), &None);
+        assert_eq!(r.block_io(), &None);
+        let cpu = r.cpu().as_ref().unwrap();
+        assert_eq!((cpu.shares(), cpu.quota()), (None, Some(50000)));
+        assert_eq!(r.devices(), &Some(vec![]));
+    }
 
     #[test]
     fn empty_and_relative_paths_go_under_the_fixed_parent() {

@@ -207,10 +207,14 @@ impl Plan {
             join(j)?;
         }
         if !self.new.is_empty() {
+            let old_mount_ns = crate::cgroups::hierarchy::current_mount_namespace();
             unshare(self.new).map_err(|source| NamespaceError::Unshare {
                 flags: self.new,
                 source,
             })?;
+            if self.new.contains(CloneFlags::CLONE_NEWNS) {
+                crate::cgroups::hierarchy::carry_into_new_mount_namespace(old_mount_ns);
+            }
         }
         if self.creates(LinuxNamespaceType::Time) {
             self.write_time_offsets()?;

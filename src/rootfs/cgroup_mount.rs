@@ -13,7 +13,7 @@ use super::mount_options::MountOptions;
 use super::mounts::{bind_fd, remount, sys_mount, Context};
 use super::resolve::Create;
 use super::RootfsError;
-use crate::{cgroups, mountinfo};
+use crate::cgroups;
 
 /// Mounts the container's cgroups at `dest`.
 pub fn mount_cgroup(
@@ -23,9 +23,8 @@ pub fn mount_cgroup(
     typ: &str,
     opts: &MountOptions,
 ) -> Result<(), RootfsError> {
-    let mounts = mountinfo::read_self()
+    let hs = cgroups::hierarchy::mounted()
         .map_err(|e| RootfsError::Io(format!("read /proc/self/mountinfo: {e}")))?;
-    let hs = cgroups::hierarchies(&mounts);
     let own = std::fs::read_to_string("/proc/self/cgroup")
         .map(|t| cgroups::parse_proc_cgroup(&t))
         .map_err(|e| RootfsError::Io(format!("read /proc/self/cgroup: {e}")))?;
