@@ -30,14 +30,15 @@ pub fn parse(text: &str) -> Vec<Mount> {
 
 fn parse_line(line: &str) -> Option<Mount> {
     let (left, right) = line.split_once(" - ")?;
-    let mut l = left.split(' ');
+    // The seventh piece is every optional field, as one string.
+    let mut l = left.splitn(7, ' ');
     let _id = l.next()?;
     let _parent = l.next()?;
     let _dev = l.next()?;
     let root = unescape(l.next()?);
     let mount_point = PathBuf::from(unescape(l.next()?));
     let options = l.next()?.to_string();
-    let optional = l.collect::<Vec<_>>().join(" ");
+    let optional = l.next().unwrap_or("").to_string();
     let mut r = right.split(' ');
     Some(Mount {
         root,
@@ -52,6 +53,9 @@ fn parse_line(line: &str) -> Option<Mount> {
 
 /// Undoes the kernel's octal escapes (`\040` for a space).
 fn unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
