@@ -23,54 +23,26 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// Log debug messages too.
     pub debug: bool,
-    /// Use systemd to manage cgroups (not available yet).
-    pub systemd_cgroup: bool,
     /// Rootless mode: true, false or auto (given before the command, as with runc).
     pub rootless: String,
     pub command: Command,
 }
 
-/// Flags shared by `create` and `run`.
-#[derive(Debug)]
-pub struct CreateFlags {
-    pub bundle: PathBuf,
-    pub console_socket: Option<PathBuf>,
-    pub pid_file: Option<PathBuf>,
-    pub no_pivot: bool,
-    pub no_new_keyring: bool,
-    pub preserve_fds: u32,
-    pub pidfd_socket: Option<PathBuf>,
-    pub id: String,
-}
-
-impl CreateFlags {
-    fn from_matches(m: &Matches) -> Result<CreateFlags, Error> {
-        Ok(CreateFlags {
-            bundle: PathBuf::from(m.value("bundle").unwrap_or(".")),
-            console_socket: path(m, "console-socket"),
-            pid_file: path(m, "pid-file"),
-            no_pivot: m.is_set("no-pivot"),
-            no_new_keyring: m.is_set("no-new-keyring"),
-            preserve_fds: m.parsed("preserve-fds")?.unwrap_or(0),
-            pidfd_socket: path(m, "pidfd-socket"),
-            id: m.operands[0].clone(),
-        })
-    }
-
-    fn options(&self, systemd_cgroup: bool) -> CreateOptions {
-        CreateOptions {
-            systemd_cgroup,
-            relay_terminal: false,
-            id: self.id.clone(),
-            bundle: self.bundle.clone(),
-            pid_file: self.pid_file.clone(),
-            console_socket: self.console_socket.clone(),
-            no_pivot: self.no_pivot,
-            no_new_keyring: self.no_new_keyring,
-            preserve_fds: self.preserve_fds,
-            pidfd_socket: self.pidfd_socket.clone(),
-        }
-    }
+/// The options of `create` and `run` (`--systemd-cgroup` is global: the
+/// caller fills it in).
+fn create_options(m: &Matches) -> Result<CreateOptions, Error> {
+    Ok(CreateOptions {
+        id: m.operands[0].clone(),
+        bundle: PathBuf::from(m.value("bundle").unwrap_or(".")),
+        pid_file: path(m, "pid-file"),
+        console_socket: path(m, "console-socket"),
+        no_pivot: m.is_set("no-pivot"),
+        no_new_keyring: m.is_set("no-new-keyring"),
+        preserve_fds: m.parsed("preserve-fds")?.unwrap_or(0),
+        pidfd_socket: path(m, "pidfd-socket"),
+        systemd_cgroup: m.is_set("systemd-cgroup"),
+        relay_terminal: false,
+    })
 }
 
 /// The commands.
@@ -82,12 +54,12 @@ pub enum Command {
         bundle: PathBuf,
         rootless: bool,
     },
-    Create(CreateFlags),
+    Create(CreateOptions),
     Start {
         id: String,
     },
     Run {
-        flags: CreateFlags,
+        options: CreateOptions,
         detach: bool,
     },
     Exec(Box<ExecOptions>),
@@ -159,7 +131,6 @@ impl Cli {
             )?
             .unwrap_or(LogFormat::Text),
             debug: m.is_set("debug"),
-            systemd_cgroup: m.is_set("systemd-cgroup"),
             rootless: m.value("rootless").unwrap_or("auto").to_string(),
             command,
         })
@@ -195,10 +166,10 @@ fn command(name: &str, m: &Matches) -> Result<Command, Error> {
             bundle: PathBuf::from(m.value("bundle").unwrap_or(".")),
             rootless: m.is_set("rootless"),
         },
-        "create" => Command::Create(CreateFlags::from_matches(m)?),
+        "create" => Command::Create(create_options(m)?),
         "start" => Command::Start { id: id() },
         "run" => Command::Run {
-            flags: CreateFlags::from_matches(m)?,
+            options: create_options(m)?,
             detach: m.is_set("detach"),
         },
         "exec" => Command::Exec(Box::new(exec_options(m)?)),
@@ -335,11 +306,11 @@ pub fn execute(cli: Cli) -> Result<i32, Error> {
             write_spec(&bundle, rootless)?;
             Ok(0)
         }
-        Command::Create(f) => lifecycle::create(&store, &f.options(cli.systemd_cgroup)).map(|_| 0),
+        Command::Create(o) => lifecycle::create(&store, &o).map(|_| 0),
         Command::Start { id } => lifecycle::start(&store, &id).map(|_| 0),
-        Command::Run { flags, detach } => {
+        Command::Run { options, detach } => {
             drop(out);
-            lifecycle::run(&store, &flags.options(cli.systemd_cgroup), detach)
+            lifecycle::run(&store, &options, detach)
         }
         Command::Exec(o) => {
             drop(out);

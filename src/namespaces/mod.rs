@@ -207,12 +207,15 @@ impl Plan {
             join(j)?;
         }
         if !self.new.is_empty() {
-            let old_mount_ns = crate::cgroups::hierarchy::current_mount_namespace();
+            let new_mount_ns = self.new.contains(CloneFlags::CLONE_NEWNS);
+            let old_mount_ns = new_mount_ns
+                .then(crate::cgroups::hierarchy::current_mount_namespace)
+                .flatten();
             unshare(self.new).map_err(|source| NamespaceError::Unshare {
                 flags: self.new,
                 source,
             })?;
-            if self.new.contains(CloneFlags::CLONE_NEWNS) {
+            if new_mount_ns {
                 crate::cgroups::hierarchy::carry_into_new_mount_namespace(old_mount_ns);
             }
         }
