@@ -1,6 +1,19 @@
 //! The `brig` binary: parse, call the library, map errors to exit codes.
+//!
+//! brig provides the C `main` itself. std's runtime start-up would install
+//! a stack-overflow guard, which on the main thread means glibc reading and
+//! parsing /proc/self/maps on every call (~5% of a `run`'s user-mode
+//! instructions). What else that start-up does and brig needs is done here:
+//! SIGPIPE ignored and fds 0-2 made sure to be open. Arguments still reach
+//! std::env::args through glibc's init_array, as std arranges.
+#![no_main]
 
-fn main() {
+use std::ffi::{c_char, c_int};
+
+/// The process's entry point, called by glibc's start-up.
+#[no_mangle]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    ignore_sigpipe();
     ensure_stdio_open();
     let cli = match brig::cli::Cli::from_env() {
         Ok(cli) => cli,
@@ -23,6 +36,13 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// A closed pipe must make writes fail with EPIPE, not kill brig (std's
+/// start-up does the same; the container's init resets it before exec).
+fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN runs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// A caller may start brig with fd 0, 1 or 2 closed; the first fd brig

@@ -1,34 +1,42 @@
 //! /proc/PID/mountinfo parsing.
 
-use std::path::PathBuf;
+use std::borrow::Cow;
+use std::path::Path;
 
-/// One line of mountinfo.
+/// One line of mountinfo, borrowed from the text (unescaped where needed).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
+pub struct Mount<'a> {
     /// The path inside the filesystem that is mounted (field 4).
-    pub root: String,
-    pub mount_point: PathBuf,
+    pub root: Cow<'a, str>,
+    pub mount_point: Cow<'a, str>,
     /// Per-mount options (ro, nosuid, ...).
-    pub options: String,
+    pub options: &'a str,
     /// Optional fields: `shared:N`, `master:N`, ...
-    pub optional: String,
-    pub fs_type: String,
-    pub source: String,
+    pub optional: &'a str,
+    pub fs_type: &'a str,
+    pub source: Cow<'a, str>,
     /// Per-superblock options (for cgroup v1, the controllers).
-    pub super_options: String,
+    pub super_options: &'a str,
 }
 
-/// Reads the calling process's mount table.
-pub fn read_self() -> std::io::Result<Vec<Mount>> {
-    Ok(parse(&std::fs::read_to_string("/proc/self/mountinfo")?))
+impl Mount<'_> {
+    /// The mount point as a path.
+    pub fn mount_point(&self) -> &Path {
+        Path::new(self.mount_point.as_ref())
+    }
+}
+
+/// Reads the calling process's mount table, to be given to [`parse`].
+pub fn read_self() -> std::io::Result<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
 }
 
 /// Parses mountinfo text, skipping malformed lines.
-pub fn parse(text: &str) -> Vec<Mount> {
+pub fn parse(text: &str) -> Vec<Mount<'_>> {
     text.lines().filter_map(parse_line).collect()
 }
 
-fn parse_line(line: &str) -> Option<Mount> {
+fn parse_line(line: &str) -> Option<Mount<'_>> {
     let (left, right) = line.split_once(" - ")?;
     // The seventh piece is every optional field, as one string.
     let mut l = left.splitn(7, ' ');
@@ -36,25 +44,25 @@ fn parse_line(line: &str) -> Option<Mount> {
     let _parent = l.next()?;
     let _dev = l.next()?;
     let root = unescape(l.next()?);
-    let mount_point = PathBuf::from(unescape(l.next()?));
-    let options = l.next()?.to_string();
-    let optional = l.next().unwrap_or("").to_string();
+    let mount_point = unescape(l.next()?);
+    let options = l.next()?;
+    let optional = l.next().unwrap_or("");
     let mut r = right.split(' ');
     Some(Mount {
         root,
         mount_point,
         options,
         optional,
-        fs_type: r.next()?.to_string(),
+        fs_type: r.next()?,
         source: unescape(r.next()?),
-        super_options: r.next().unwrap_or("").to_string(),
+        super_options: r.next().unwrap_or(""),
     })
 }
 
 /// Undoes the kernel's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
+fn unescape(s: &str) -> Cow<'_, str> {
     if !s.contains('\\') {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -71,7 +79,7 @@ fn unescape(s: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
@@ -84,7 +92,7 @@ mod tests {
                     32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n";
         let m = parse(text);
         assert_eq!(m.len(), 2);
-        assert_eq!(m[0].mount_point, PathBuf::from("/mnt two"));
+        assert_eq!(m[0].mount_point(), Path::new("/mnt two"));
         assert_eq!(m[0].root, "/mnt1");
         assert_eq!(m[0].optional, "master:1 shared:2");
         assert_eq!(m[0].fs_type, "ext3");

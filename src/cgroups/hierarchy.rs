@@ -27,7 +27,7 @@ pub fn mounted() -> std::io::Result<Vec<Hierarchy>> {
             return Ok(hs.clone());
         }
     }
-    let hs = hierarchies(&mountinfo::read_self()?);
+    let hs = hierarchies(&mountinfo::parse(&mountinfo::read_self()?));
     *cache = Some((ns, hs.clone()));
     Ok(hs)
 }
@@ -69,7 +69,7 @@ pub fn hierarchies(mounts: &[mountinfo::Mount]) -> Vec<Hierarchy> {
     let shadowed = |i: usize| {
         mounts[i + 1..]
             .iter()
-            .any(|later| mounts[i].mount_point.starts_with(&later.mount_point))
+            .any(|later| at_or_below(&mounts[i].mount_point, &later.mount_point))
     };
     mounts
         .iter()
@@ -103,13 +103,21 @@ pub fn hierarchies(mounts: &[mountinfo::Mount]) -> Vec<Hierarchy> {
             };
             // The same hierarchy may be mounted twice; the first mount wins.
             seen.insert(key.clone()).then(|| Hierarchy {
-                mount_point: m.mount_point.clone(),
-                mount_root: PathBuf::from(&m.root),
+                mount_point: PathBuf::from(m.mount_point.as_ref()),
+                mount_root: PathBuf::from(m.root.as_ref()),
                 unified,
                 key,
             })
         })
         .collect()
+}
+
+/// Whether mount point `p` is `base` or below it. Mountinfo paths are
+/// normalized, so comparing bytes is enough (and Path::starts_with, which
+/// splits both into components, was most of this module's cost).
+fn at_or_below(p: &str, base: &str) -> bool {
+    p.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || base.ends_with('/'))
 }
 
 /// Parses /proc/PID/cgroup into key → cgroup path (`""` for v2).
@@ -160,6 +168,15 @@ mod tests {
         let hs = hierarchies(&mountinfo::parse(&text));
         assert!(hs.iter().all(|h| !h.unified), "{hs:?}");
         assert_eq!(hs.len(), 3);
+    }
+
+    #[test]
+    fn at_or_below_compares_whole_components() {
+        assert!(at_or_below("/sys/fs/cgroup/unified", "/sys/fs/cgroup"));
+        assert!(at_or_below("/sys/fs/cgroup", "/sys/fs/cgroup"));
+        assert!(at_or_below("/sys/fs/cgroup", "/"));
+        assert!(!at_or_below("/sys/fs/cgroupx", "/sys/fs/cgroup"));
+        assert!(!at_or_below("/sys", "/sys/fs"));
     }
 
     #[test]

@@ -72,9 +72,13 @@ pub struct Options<'a> {
 
 /// Builds the rootfs: mounts, devices, the working directory.
 pub fn prepare(o: &Options) -> Result<(), RootfsError> {
-    make_host_mounts_private(o.spec)?;
+    let propagation = make_host_mounts_private(o.spec)?;
     bind_rootfs_onto_itself(o.rootfs)?;
-    make_parent_mount_private(o.rootfs)?;
+    // After a recursive rslave or rprivate no mount is shared any more;
+    // only a shared rootfsPropagation leaves a parent that needs the check.
+    if propagation & libc::MS_SHARED != 0 {
+        make_parent_mount_private(o.rootfs)?;
+    }
     let root = Root::open(o.rootfs)?;
     let ctx = mounts::Context {
         root: &root,
@@ -147,8 +151,8 @@ pub fn finish(spec: &Spec) -> Result<(), RootfsError> {
 }
 
 /// Stops mounts made in the container from reaching the host: `/` becomes
-/// rslave (or what linux.rootfsPropagation asks for).
-fn make_host_mounts_private(spec: &Spec) -> Result<(), RootfsError> {
+/// rslave (or what linux.rootfsPropagation asks for). Returns the flag set.
+fn make_host_mounts_private(spec: &Spec) -> Result<libc::c_ulong, RootfsError> {
     let flag = spec
         .linux()
         .as_ref()
@@ -162,6 +166,7 @@ fn make_host_mounts_private(spec: &Spec) -> Result<(), RootfsError> {
         MsFlags::from_bits_retain(flag | libc::MS_REC),
         None::<&str>,
     )
+    .map(|()| flag)
     .map_err(|e| RootfsError::sys("set propagation of", "/", e))
 }
 
@@ -182,24 +187,25 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<(), RootfsError> {
     let Some(parent) = rootfs.parent() else {
         return Ok(());
     };
-    let table = mountinfo::read_self()
+    let text = mountinfo::read_self()
         .map_err(|e| RootfsError::Io(format!("read /proc/self/mountinfo: {e}")))?;
+    let table = mountinfo::parse(&text);
     let Some(m) = table
         .iter()
-        .filter(|m| parent.starts_with(&m.mount_point))
-        .max_by_key(|m| m.mount_point.as_os_str().len())
+        .filter(|m| parent.starts_with(m.mount_point()))
+        .max_by_key(|m| m.mount_point.len())
     else {
         return Ok(());
     };
     if m.optional.split(' ').any(|f| f.starts_with("shared:")) {
         mount(
             None::<&str>,
-            &m.mount_point,
+            m.mount_point(),
             None::<&str>,
             MsFlags::MS_PRIVATE,
             None::<&str>,
         )
-        .map_err(|e| RootfsError::sys("make private", &m.mount_point.display().to_string(), e))?;
+        .map_err(|e| RootfsError::sys("make private", &m.mount_point, e))?;
     }
     Ok(())
 }

@@ -5,6 +5,11 @@
 //! and `..` clamped at the rootfs. The result is an O_PATH fd, and mounts
 //! land on that fd (through /proc/self/fd), never on a path that could be
 //! swapped between check and use (CVE-2021-30465).
+//!
+//! Where the kernel has openat2 (5.6+), RESOLVE_IN_ROOT does the same walk
+//! in one syscall; any path it does not resolve (missing components to
+//! create, magic links, an older kernel) goes to the walk above, which has
+//! the last word.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -12,7 +17,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{openat, readlinkat, OFlag};
+use nix::fcntl::{openat, openat2, readlinkat, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
 
 /// Longest chain of symlinks followed, as the kernel's MAXSYMLINKS.
@@ -65,7 +70,11 @@ impl Root {
     /// Resolves `path` (absolute or not, always taken from the root) to an
     /// O_PATH fd, creating the last component (and parents) as `create` says.
     pub fn resolve(&self, path: &Path, create: Create) -> Result<OwnedFd, ResolveError> {
-        walk(self.fd.as_fd(), path, create, true).map_err(|source| ResolveError {
+        let root = self.fd.as_fd();
+        if let Some(fd) = in_root(root, path, create) {
+            return Ok(fd);
+        }
+        walk(root, path, create, true).map_err(|source| ResolveError {
             path: path.to_path_buf(),
             source,
         })
@@ -83,8 +92,32 @@ impl Root {
             .ok_or_else(|| err(nix::Error::EINVAL))?
             .to_os_string();
         let parent = path.parent().unwrap_or(Path::new("/"));
-        let fd = walk(self.fd.as_fd(), parent, Create::Dir, true).map_err(err)?;
+        let fd = self
+            .resolve(parent, Create::Dir)
+            .map_err(|e| err(e.source))?;
         Ok((fd, name))
+    }
+}
+
+/// The kernel's own confined walk: `path` resolved with `root` as `/`, as
+/// an O_PATH fd. A missing last component is created when its parent
+/// resolves. None when openat2 cannot settle it; the caller then walks.
+fn in_root(root: BorrowedFd<'_>, path: &Path, create: Create) -> Option<OwnedFd> {
+    let open = |p: &Path| {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        openat2(root, p, how)
+    };
+    match open(path) {
+        Ok(fd) => Some(fd),
+        Err(nix::Error::ENOENT) if create != Create::Nothing => {
+            let name = path.file_name()?;
+            let parent = open(path.parent()?).ok()?;
+            make(parent.as_fd(), name, create).ok()?;
+            open(path).ok()
+        }
+        Err(_) => None,
     }
 }
 
@@ -228,6 +261,41 @@ mod tests {
             .resolve(Path::new("../../etc/hosts"), Create::Nothing)
             .unwrap();
         assert_eq!(describe(&fd), root.join("etc/hosts").to_str().unwrap());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn the_kernel_walk_and_ours_agree() {
+        let base = tempdir("agree");
+        let root = base.join("root");
+        fs::create_dir_all(root.join("etc/sub")).unwrap();
+        fs::create_dir_all(base.join("outside")).unwrap();
+        fs::write(root.join("etc/hosts"), "in").unwrap();
+        symlink("/etc/../../etc", root.join("abs")).unwrap();
+        symlink("../../../outside", root.join("etc/rel")).unwrap();
+        symlink("/etc/sub", root.join("etc/sublink")).unwrap();
+        fs::create_dir_all(root.join("outside")).unwrap();
+        let r = Root::open(&root).unwrap();
+        for p in [
+            "/",
+            "/etc/hosts",
+            "etc/sub/../hosts",
+            "../../etc",
+            "/abs",
+            "/etc/rel",
+            "/etc/sublink/..",
+            "/etc/sublink",
+        ] {
+            let ours = walk(r.fd(), Path::new(p), Create::Nothing, true).unwrap();
+            let kernel = in_root(r.fd(), Path::new(p), Create::Nothing)
+                .unwrap_or_else(|| panic!("openat2 did not resolve {p}"));
+            assert_eq!(describe(&ours), describe(&kernel), "{p}");
+        }
+        // A missing last component is made in its parent; deeper gaps are left to the walk.
+        let fd = in_root(r.fd(), Path::new("/etc/sublink/new"), Create::Dir).unwrap();
+        assert_eq!(describe(&fd), root.join("etc/sub/new").to_str().unwrap());
+        assert!(in_root(r.fd(), Path::new("/x/y"), Create::Dir).is_none());
+        assert!(in_root(r.fd(), Path::new("/missing"), Create::Nothing).is_none());
         fs::remove_dir_all(&base).unwrap();
     }
 
