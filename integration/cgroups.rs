@@ -275,14 +275,14 @@ fn add_capabilities(b: &mut Bundle, caps: &[&str]) {
     }
 }
 
-/// linux.resources as saved in the container's state (`state` does not
-/// print them; update must record them for later updates).
+/// linux.resources as saved in the container's state directory (`state`
+/// does not print them; update must record them for later updates).
 fn saved_resources(env: &Env, id: &str) -> Value {
-    let path = env.root.join(id).join("state.json");
+    let path = env.root.join(id).join("config.json");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let v: Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", path.display()));
-    v["spec"]["linux"]["resources"].clone()
+    v["linux"]["resources"].clone()
 }
 
 // ---------------------------------------------------------------------------

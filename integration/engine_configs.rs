@@ -34,7 +34,9 @@ fn every_engine_create_config_parses() {
     // containerd, Docker and podman, plain and with a terminal, plus Docker's --network none.
     assert_eq!(files.len(), 7, "fixtures: {files:?}");
     for path in files {
-        let spec = brig::config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let spec = brig::config::load(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .spec;
         let raw: Value = serde_json::from_str(&fs::read_to_string(&path).expect("read fixture"))
             .expect("fixture is JSON");
         // Parsed, not merely accepted: a few fields come through intact.

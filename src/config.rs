@@ -49,25 +49,42 @@ fn invalid(field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A config.json read and checked.
+pub struct Config {
+    pub spec: Spec,
+    /// The file's text when it is exactly what `spec` parses from (so a
+    /// record of the spec can be a copy, not a serialization); None when
+    /// parsing had to change something.
+    pub json: Option<Vec<u8>>,
+}
+
 /// Reads, parses and validates the config.json at `path` (the rootfs is not touched).
-pub fn load(path: &Path) -> Result<Spec, ConfigError> {
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let spec = parse(path, &bytes)?;
+    let (spec, exact) = parse_exact(path, &bytes)?;
     validate(&spec)?;
-    Ok(spec)
+    Ok(Config {
+        spec,
+        json: exact.then_some(bytes),
+    })
 }
 
 /// Parses config.json bytes; `path` only names the file in errors.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Spec, ConfigError> {
+    parse_exact(path, bytes).map(|(spec, _)| spec)
+}
+
+/// Like `parse`; also says whether the bytes parsed as they are.
+fn parse_exact(path: &Path, bytes: &[u8]) -> Result<(Spec, bool), ConfigError> {
     // Almost every config is well formed: deserializing straight from the
     // bytes costs a fraction of the generic route below, which only runs
     // when this fails and then gives the error its JSON path or drops
     // unknown capabilities.
     if let Ok(spec) = serde_json::from_slice::<Spec>(bytes) {
-        return Ok(spec);
+        return Ok((spec, true));
     }
     let mut value: Value = serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
@@ -76,11 +93,13 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Spec, ConfigError> {
         msg: strip_position(&e.to_string()),
     })?;
     drop_unknown_capabilities(&mut value);
-    serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Field {
-        path: path.to_path_buf(),
-        field: e.path().to_string(),
-        msg: e.into_inner().to_string(),
-    })
+    serde_path_to_error::deserialize(value)
+        .map(|spec| (spec, false))
+        .map_err(|e| ConfigError::Field {
+            path: path.to_path_buf(),
+            field: e.path().to_string(),
+            msg: e.into_inner().to_string(),
+        })
 }
 
 fn strip_position(msg: &str) -> String {

@@ -13,15 +13,16 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use oci_spec::runtime::{Hooks, LinuxNamespace, Spec};
-use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
+use oci_spec::runtime::{Hooks, LinuxNamespaceType, Spec};
 
 use crate::cgroups::{self, Cgroup};
 use serde::{Deserialize, Serialize};
 
 /// The file in a container's directory that holds its `Saved` state.
 pub const STATE_FILE: &str = "state.json";
+/// The file in a container's directory that holds the spec it was created
+/// from (with the resources `update` changed since).
+pub const CONFIG_FILE: &str = "config.json";
 /// The fifo `start` opens to release a created container's init.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
@@ -107,72 +108,33 @@ pub struct Saved {
     pub created: String,
     pub owner: String,
     pub annotations: BTreeMap<String, String>,
-    /// The config the container was created from.
-    pub spec: SavedSpec,
+    /// The container's cgroup: linux.cgroupsPath as `cgroups::container_path`
+    /// resolves it; None if that was invalid (then there is no cgroup).
+    pub cgroup_path: Option<PathBuf>,
+    /// Whether linux.namespaces gave the container a pid namespace of its own.
+    pub own_pid_namespace: bool,
+    /// The spec's hooks: start and delete run some of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
     /// Created with `--no-new-keyring`: exec keeps the caller's keyring too.
     #[serde(default)]
     pub no_new_keyring: bool,
 }
 
-/// The config a container was created from, kept as its JSON text. start,
-/// delete, kill and state need a field or two of it; parsing the whole spec
-/// at every load was the largest user-CPU cost of reading state.json
-/// (perf). Exec and update parse it whole.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SavedSpec(Box<RawValue>);
-
-impl SavedSpec {
-    /// Keeps `spec` as JSON.
-    pub fn new(spec: &Spec) -> Result<SavedSpec, serde_json::Error> {
-        serde_json::value::to_raw_value(spec).map(SavedSpec)
+impl Saved {
+    /// What the lifecycle commands need of `spec`, so they never parse it:
+    /// the whole spec is kept apart in CONFIG_FILE, for exec and update.
+    pub fn facts_from(&mut self, spec: &Spec) {
+        let linux = spec.linux().as_ref();
+        self.cgroup_path =
+            cgroups::container_path(linux.and_then(|l| l.cgroups_path().as_deref()), &self.id).ok();
+        self.own_pid_namespace = linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+            .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none());
+        self.hooks = spec.hooks().clone();
     }
-
-    /// The whole spec.
-    pub fn parse(&self) -> Result<Spec, serde_json::Error> {
-        serde_json::from_str(self.0.get())
-    }
-
-    /// Only the parts of the spec that `T` names; the rest is skipped unparsed.
-    fn view<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.0.get())
-    }
-
-    /// The spec's hooks.
-    pub fn hooks(&self) -> Result<Option<Hooks>, serde_json::Error> {
-        #[derive(Deserialize)]
-        struct View {
-            hooks: Option<Hooks>,
-        }
-        self.view::<View>().map(|v| v.hooks)
-    }
-
-    /// `linux.cgroupsPath`.
-    pub fn cgroups_path(&self) -> Result<Option<PathBuf>, serde_json::Error> {
-        self.linux().map(|l| l.and_then(|l| l.cgroups_path))
-    }
-
-    /// `linux.namespaces`.
-    pub fn namespaces(&self) -> Result<Vec<LinuxNamespace>, serde_json::Error> {
-        self.linux()
-            .map(|l| l.and_then(|l| l.namespaces).unwrap_or_default())
-    }
-
-    fn linux(&self) -> Result<Option<LinuxView>, serde_json::Error> {
-        #[derive(Deserialize)]
-        struct View {
-            linux: Option<LinuxView>,
-        }
-        self.view::<View>().map(|v| v.linux)
-    }
-}
-
-/// The fields of `linux` read without parsing the whole spec.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LinuxView {
-    cgroups_path: Option<PathBuf>,
-    namespaces: Option<Vec<LinuxNamespace>>,
 }
 
 /// The state document of the runtime spec, in runc's field order.
@@ -222,31 +184,21 @@ impl Container {
 
     /// The whole spec the container was created from.
     pub fn spec(&self) -> Result<Spec, StateError> {
-        self.saved.spec.parse().map_err(self.corrupt())
+        let path = self.dir.join(CONFIG_FILE);
+        let body = fs::read(&path).map_err(io("read", &path))?;
+        serde_json::from_slice(&body).map_err(|source| StateError::Corrupt { path, source })
     }
 
-    /// The spec's hooks.
-    pub fn hooks(&self) -> Result<Option<Hooks>, StateError> {
-        self.saved.spec.hooks().map_err(self.corrupt())
-    }
-
-    /// The spec's `linux.namespaces`.
-    pub fn namespaces(&self) -> Result<Vec<LinuxNamespace>, StateError> {
-        self.saved.spec.namespaces().map_err(self.corrupt())
-    }
-
-    fn corrupt(&self) -> impl FnOnce(serde_json::Error) -> StateError + '_ {
-        move |source| StateError::Corrupt {
-            path: self.dir.join(STATE_FILE),
-            source,
-        }
+    /// Records the spec the container runs with: `json` is its JSON text.
+    pub fn save_spec(&self, json: &[u8]) -> Result<(), StateError> {
+        let tmp = self.dir.join(".config.json.tmp");
+        write_atomic(&tmp, &self.dir.join(CONFIG_FILE), json)
     }
 
     /// The container's cgroup, if it has one on this host.
     pub fn cgroup(&self) -> Option<Cgroup> {
-        let path = self.saved.spec.cgroups_path().ok()?;
-        let path = cgroups::container_path(path.as_deref(), &self.saved.id).ok()?;
-        Cgroup::open(&path).ok().filter(Cgroup::exists)
+        let path = self.saved.cgroup_path.as_deref()?;
+        Cgroup::open(path).ok().filter(Cgroup::exists)
     }
 
     /// The init pid if it is still the process brig started.
@@ -488,22 +440,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn saved_spec_views_agree_with_the_whole_spec() {
+    fn facts_come_from_the_spec() {
         let mut spec = crate::config::default_spec(false);
         let text = r#"{"poststop":[{"path":"/bin/true","args":["true","x"]}]}"#;
         spec.set_hooks(Some(serde_json::from_str(text).unwrap()));
         if let Some(l) = spec.linux_mut() {
             l.set_cgroups_path(Some(PathBuf::from("/a/b")));
         }
-        let saved = SavedSpec::new(&spec).unwrap();
+        let mut saved = Saved {
+            id: "c1".into(),
+            pid: 0,
+            init_start_time: 0,
+            bundle: PathBuf::new(),
+            rootfs: PathBuf::new(),
+            created: String::new(),
+            owner: String::new(),
+            annotations: BTreeMap::new(),
+            cgroup_path: None,
+            own_pid_namespace: false,
+            hooks: None,
+            no_new_keyring: false,
+        };
+        saved.facts_from(&spec);
         // Round trip through state.json's text, as a later command sees it.
-        let saved: SavedSpec =
-            serde_json::from_slice(&serde_json::to_vec(&saved).unwrap()).unwrap();
-        assert_eq!(saved.parse().unwrap(), spec);
-        assert_eq!(saved.hooks().unwrap(), spec.hooks().clone());
-        assert_eq!(saved.cgroups_path().unwrap(), Some(PathBuf::from("/a/b")));
-        let whole = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
-        assert_eq!(saved.namespaces().unwrap(), whole);
+        let saved: Saved = serde_json::from_slice(&serde_json::to_vec(&saved).unwrap()).unwrap();
+        assert_eq!(saved.hooks, spec.hooks().clone());
+        assert_eq!(saved.cgroup_path, Some(PathBuf::from("/a/b")));
+        assert!(saved.own_pid_namespace);
+        // A relative path is placed under brig's own cgroup, never the caller's.
+        if let Some(l) = spec.linux_mut() {
+            l.set_cgroups_path(Some(PathBuf::from("x/y")));
+            l.set_namespaces(Some(vec![]));
+        }
+        let mut relative = saved.clone();
+        relative.facts_from(&spec);
+        assert_eq!(relative.cgroup_path, Some(PathBuf::from("/brig/x/y")));
+        assert!(!relative.own_pid_namespace);
     }
 
     #[test]

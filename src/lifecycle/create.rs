@@ -20,7 +20,7 @@ use crate::process::init::Prepared;
 use crate::process::spawn::{self, Child, Spawned};
 use crate::process::{console, init};
 use crate::rootfs;
-use crate::state::{self, Container, Saved, SavedSpec, StateError, Store, EXEC_FIFO};
+use crate::state::{self, Container, Saved, StateError, Store, EXEC_FIFO};
 use crate::timefmt;
 
 /// Flags of `create` (and `run`).
@@ -116,6 +116,8 @@ impl ConsoleSocket {
 struct Bundle {
     dir: PathBuf,
     spec: Spec,
+    /// config.json's text while it still is exactly `spec`.
+    json: Option<Vec<u8>>,
     rootfs: PathBuf,
     /// linux.seccomp, compiled before any fork so a bad profile fails early.
     seccomp: Option<crate::seccomp::Filter>,
@@ -134,6 +136,7 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<Created, Error> {
     if listen_fds > 0 {
         if let Some(p) = bundle.spec.process_mut() {
             add_listen_env(p, listen_fds);
+            bundle.json = None;
         }
     }
     let ns = Plan::from_spec(&bundle.spec)?;
@@ -220,7 +223,7 @@ pub fn create(store: &Store, o: &CreateOptions) -> Result<Created, Error> {
 fn validate_bundle(o: &CreateOptions) -> Result<Bundle, Error> {
     let dir = std::fs::canonicalize(&o.bundle)
         .map_err(Error::io(format!("bundle {}", o.bundle.display())))?;
-    let spec = config::load(&dir.join("config.json"))?;
+    let config::Config { spec, json } = config::load(&dir.join("config.json"))?;
     let rootfs = rootfs::rootfs_path(&dir, &spec);
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
@@ -251,6 +254,7 @@ fn validate_bundle(o: &CreateOptions) -> Result<Bundle, Error> {
     Ok(Bundle {
         dir,
         spec,
+        json,
         rootfs,
         seccomp,
     })
@@ -302,7 +306,8 @@ fn cgroup_path(id: &str, spec: &Spec) -> Result<PathBuf, Error> {
     Ok(cgroups::container_path(p, id)?)
 }
 
-/// Writes the first state.json (no pid yet: `state` says creating).
+/// Writes the first state.json (no pid yet: `state` says creating), and
+/// beside it the spec, copied when config.json is exactly what was parsed.
 fn record_creating(dir: &Path, o: &CreateOptions, b: &Bundle) -> Result<Container, Error> {
     let annotations = b
         .spec
@@ -311,7 +316,7 @@ fn record_creating(dir: &Path, o: &CreateOptions, b: &Bundle) -> Result<Containe
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let c = Container {
+    let mut c = Container {
         dir: dir.to_path_buf(),
         saved: Saved {
             id: o.id.clone(),
@@ -322,13 +327,25 @@ fn record_creating(dir: &Path, o: &CreateOptions, b: &Bundle) -> Result<Containe
             created: timefmt::rfc3339_nanos(SystemTime::now()),
             owner: String::new(),
             annotations,
-            spec: SavedSpec::new(&b.spec).map_err(|source| StateError::Corrupt {
-                path: dir.join(state::STATE_FILE),
-                source,
-            })?,
+            cgroup_path: None,
+            own_pid_namespace: false,
+            hooks: None,
             no_new_keyring: o.no_new_keyring,
         },
     };
+    c.saved.facts_from(&b.spec);
+    let serialized;
+    let json = match &b.json {
+        Some(text) => text,
+        None => {
+            serialized = serde_json::to_vec(&b.spec).map_err(|source| StateError::Corrupt {
+                path: dir.join(state::CONFIG_FILE),
+                source,
+            })?;
+            &serialized
+        }
+    };
+    c.save_spec(json)?;
     c.save()?;
     Ok(c)
 }

@@ -48,14 +48,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<(), Error> {
 /// Runs the poststop hooks once the container is gone; a failure is only a
 /// warning, and delete goes on (runtime spec).
 fn run_poststop(c: &Container) {
-    let hooks = match c.hooks() {
-        Ok(h) => h,
-        Err(e) => {
-            logging::warn(&format!("poststop hooks not run: {e}"));
-            return;
-        }
-    };
-    let h = hooks.as_ref();
+    let h = c.saved.hooks.as_ref();
     if !hooks::has(h, Kind::Poststop) {
         return;
     }

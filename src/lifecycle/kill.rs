@@ -54,11 +54,7 @@ fn signal_all(c: &Container, init: i32, sig: i32) -> Result<(), Error> {
     if let Some(cg) = c.cgroup() {
         return Ok(cg.kill_all(sig)?);
     }
-    let own_pidns = c
-        .namespaces()?
-        .iter()
-        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none());
-    if !own_pidns {
+    if !c.saved.own_pid_namespace {
         return Err(Error::Usage(
             "kill --all: the container has neither a cgroup nor its own pid namespace".into(),
         ));

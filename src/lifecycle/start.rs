@@ -93,8 +93,7 @@ fn remove_fifo(path: &std::path::Path) -> Result<(), Error> {
 /// Runs the poststart hooks; if one fails, the container is stopped and the
 /// failure reported (runtime spec 1.3).
 fn run_poststart(c: &Container) -> Result<(), Error> {
-    let hooks = c.hooks()?;
-    let h = hooks.as_ref();
+    let h = c.saved.hooks.as_ref();
     if !hooks::has(h, Kind::Poststart) {
         return Ok(());
     }

@@ -7,7 +7,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
-use crate::state::{SavedSpec, Status, Store};
+use crate::state::{Status, Store};
 
 /// runc's `update` flags; `resources` (a file, or `-` for stdin) takes a
 /// whole LinuxResources JSON document.
@@ -106,7 +106,7 @@ impl UpdateFlags {
 
 /// Applies new resources to container `id` and records them in its state.
 pub fn update(store: &Store, id: &str, flags: &UpdateFlags) -> Result<(), Error> {
-    let (_lock, mut c) = store.lock(id)?;
+    let (_lock, c) = store.lock(id)?;
     if !matches!(
         c.status(),
         Status::Created | Status::Running | Status::Paused
@@ -128,8 +128,8 @@ pub fn update(store: &Store, id: &str, flags: &UpdateFlags) -> Result<(), Error>
     merge(&mut spec["linux"]["resources"], &delta);
     let merged: Spec =
         serde_json::from_value(spec).map_err(|e| Error::Usage(format!("merged resources: {e}")))?;
-    c.saved.spec = SavedSpec::new(&merged).map_err(|e| Error::Usage(e.to_string()))?;
-    c.save()?;
+    let json = serde_json::to_vec(&merged).map_err(|e| Error::Usage(e.to_string()))?;
+    c.save_spec(&json)?;
     Ok(())
 }
 
