@@ -33,30 +33,50 @@ pub fn read_self() -> std::io::Result<String> {
 
 /// Parses mountinfo text, skipping malformed lines.
 pub fn parse(text: &str) -> Vec<Mount<'_>> {
-    text.lines().filter_map(parse_line).collect()
+    text.split('\n').filter_map(parse_line).collect()
 }
 
+/// Fields are separated by single spaces; the optional fields, of any
+/// number, end at a lone `-`. Split with a plain byte search: str::split's
+/// searcher per field was most of a cgroup lookup's cost.
 fn parse_line(line: &str) -> Option<Mount<'_>> {
-    let (left, right) = line.split_once(" - ")?;
-    // The seventh piece is every optional field, as one string.
-    let mut l = left.splitn(7, ' ');
-    let _id = l.next()?;
-    let _parent = l.next()?;
-    let _dev = l.next()?;
-    let root = unescape(l.next()?);
-    let mount_point = unescape(l.next()?);
-    let options = l.next()?;
-    let optional = l.next().unwrap_or("");
-    let mut r = right.split(' ');
+    let mut rest = line;
+    let (_id, _parent, _dev) = (field(&mut rest), field(&mut rest), field(&mut rest));
+    let (root, mount_point, options) = (field(&mut rest), field(&mut rest), field(&mut rest));
+    let opt_start = rest;
+    let mut optional_len = 0;
+    loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let f = field(&mut rest);
+        if f == "-" {
+            break;
+        }
+        optional_len += f.len() + 1;
+    }
+    let optional = &opt_start[..optional_len.saturating_sub(1)];
+    let (fs_type, source, super_options) = (field(&mut rest), field(&mut rest), field(&mut rest));
+    if fs_type.is_empty() {
+        return None;
+    }
     Some(Mount {
-        root,
-        mount_point,
+        root: unescape(root),
+        mount_point: unescape(mount_point),
         options,
         optional,
-        fs_type: r.next()?,
-        source: unescape(r.next()?),
-        super_options: r.next().unwrap_or(""),
+        fs_type,
+        source: unescape(source),
+        super_options,
     })
+}
+
+/// The text up to the next space (all of it if none), moving `rest` past it.
+fn field<'a>(rest: &mut &'a str) -> &'a str {
+    let end = rest.bytes().position(|b| b == b' ').unwrap_or(rest.len());
+    let f = &rest[..end];
+    *rest = rest.get(end + 1..).unwrap_or("");
+    f
 }
 
 /// Undoes the kernel's octal escapes (`\040` for a space).
@@ -97,5 +117,15 @@ mod tests {
         assert_eq!(m[0].optional, "master:1 shared:2");
         assert_eq!(m[0].fs_type, "ext3");
         assert_eq!(m[1].super_options, "rw,cpu");
+        assert_eq!(m[1].optional, "");
+        assert_eq!(m[1].source, "cgroup");
+    }
+
+    #[test]
+    fn skips_malformed_lines() {
+        assert!(parse("").is_empty());
+        assert!(parse("1 2 3:4 / /x rw shared:1\n").is_empty());
+        assert!(parse("1 2 3:4 / /x rw -\n").is_empty());
+        assert_eq!(parse("1 2 3:4 / /x rw - tmpfs\n")[0].source, "");
     }
 }

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::mountinfo;
 
 /// The hierarchies of one mount namespace (by its inode), as last read.
-static MOUNTED: Mutex<Option<(u64, Vec<Hierarchy>)>> = Mutex::new(None);
+static MOUNTED: Mutex<Option<(u64, Arc<[Hierarchy]>)>> = Mutex::new(None);
 
 fn mount_namespace() -> std::io::Result<u64> {
     Ok(std::fs::metadata("/proc/self/ns/mnt")?.ino())
@@ -19,16 +19,16 @@ fn mount_namespace() -> std::io::Result<u64> {
 /// Read once per namespace: a `run` asks at create, start and delete, and
 /// the init forked from it asks again (mountinfo parsing was the largest
 /// user-CPU item of a `run` in perf).
-pub fn mounted() -> std::io::Result<Vec<Hierarchy>> {
+pub fn mounted() -> std::io::Result<Arc<[Hierarchy]>> {
     let ns = mount_namespace()?;
     let mut cache = MOUNTED.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((cached, hs)) = cache.as_ref() {
         if *cached == ns {
-            return Ok(hs.clone());
+            return Ok(Arc::clone(hs));
         }
     }
-    let hs = hierarchies(&mountinfo::parse(&mountinfo::read_self()?));
-    *cache = Some((ns, hs.clone()));
+    let hs: Arc<[Hierarchy]> = hierarchies(&mountinfo::parse(&mountinfo::read_self()?)).into();
+    *cache = Some((ns, Arc::clone(&hs)));
     Ok(hs)
 }
 
@@ -63,53 +63,59 @@ pub struct Hierarchy {
 
 /// Lists the cgroup hierarchies in a mount table.
 pub fn hierarchies(mounts: &[mountinfo::Mount]) -> Vec<Hierarchy> {
-    let mut seen = std::collections::HashSet::new();
-    // A mount made later on the same point, or on a directory above it,
-    // hides it (a tmpfs over /sys/fs/cgroup/unified, say).
-    let shadowed = |i: usize| {
-        mounts[i + 1..]
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let unified = match m.fs_type {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
+        };
+        // A mount made later on the same point, or on a directory above it,
+        // hides it (a tmpfs over /sys/fs/cgroup/unified, say).
+        if mounts[i + 1..]
             .iter()
-            .any(|later| at_or_below(&mounts[i].mount_point, &later.mount_point))
-    };
-    mounts
-        .iter()
-        .enumerate()
-        .filter(|&(i, m)| (m.fs_type == "cgroup" || m.fs_type == "cgroup2") && !shadowed(i))
-        .map(|(_, m)| m)
-        .filter_map(|m| {
-            let unified = m.fs_type == "cgroup2";
-            let key = if unified {
-                String::new()
-            } else {
-                // Super options list rw/ro and flags besides the controllers.
-                let mut names: Vec<&str> = m
-                    .super_options
-                    .split(',')
-                    .filter(|o| {
-                        !matches!(
-                            *o,
-                            "rw" | "ro"
-                                | "xattr"
-                                | "noprefix"
-                                | "clone_children"
-                                | "cpuset_v2_mode"
-                                | "favordynmods"
-                        )
-                    })
-                    .filter(|o| !o.starts_with("release_agent="))
-                    .collect();
-                names.sort_unstable();
-                names.join(",")
-            };
-            // The same hierarchy may be mounted twice; the first mount wins.
-            seen.insert(key.clone()).then(|| Hierarchy {
-                mount_point: PathBuf::from(m.mount_point.as_ref()),
-                mount_root: PathBuf::from(m.root.as_ref()),
-                unified,
-                key,
-            })
+            .any(|later| at_or_below(&m.mount_point, &later.mount_point))
+        {
+            continue;
+        }
+        let key = if unified {
+            String::new()
+        } else {
+            v1_key(m.super_options)
+        };
+        // The same hierarchy may be mounted twice; the first mount wins.
+        if out.iter().any(|h| h.key == key) {
+            continue;
+        }
+        out.push(Hierarchy {
+            mount_point: PathBuf::from(m.mount_point.as_ref()),
+            mount_root: PathBuf::from(m.root.as_ref()),
+            unified,
+            key,
+        });
+    }
+    out
+}
+
+/// A v1 hierarchy's name in /proc/PID/cgroup: its controllers (and
+/// `name=`), sorted, from super options that also list rw/ro and flags.
+fn v1_key(super_options: &str) -> String {
+    let mut names: Vec<&str> = super_options
+        .split(',')
+        .filter(|o| {
+            !matches!(
+                *o,
+                "rw" | "ro"
+                    | "xattr"
+                    | "noprefix"
+                    | "clone_children"
+                    | "cpuset_v2_mode"
+                    | "favordynmods"
+            ) && !o.starts_with("release_agent=")
         })
-        .collect()
+        .collect();
+    names.sort_unstable();
+    names.join(",")
 }
 
 /// Whether mount point `p` is `base` or below it. Mountinfo paths are

@@ -115,7 +115,7 @@ impl Cgroup {
         })?;
         let rel = path.strip_prefix("/").unwrap_or(path);
         let mut dirs = Vec::new();
-        for h in mounted {
+        for h in mounted.iter() {
             let controllers = if h.unified {
                 fs::read_to_string(h.mount_point.join("cgroup.controllers"))
                     .unwrap_or_default()

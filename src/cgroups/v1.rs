@@ -1,5 +1,6 @@
 //! cgroup v1 controller files.
 
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -251,18 +252,36 @@ pub fn device_rule(d: &LinuxDeviceCgroup) -> String {
 }
 
 /// devices.allow / devices.deny, in order, so that later rules win.
+/// Each file is opened once: the kernel takes every write as one rule.
 pub fn devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+    let (mut allow, mut deny) = (None, None);
     for d in rules {
         if d.typ() == Some(oci_spec::runtime::LinuxDeviceType::P) {
             // Fifos are not devices to the cgroup.
             continue;
         }
-        let file = if d.allow() {
-            "devices.allow"
+        let (file, name) = if d.allow() {
+            (&mut allow, "devices.allow")
         } else {
-            "devices.deny"
+            (&mut deny, "devices.deny")
         };
-        write_file("devices", &dir.join(file), &device_rule(d))?;
+        let rule = device_rule(d);
+        let failed = |source| CgroupError::Write {
+            resource: "devices".into(),
+            file: dir.join(name),
+            value: rule.clone(),
+            source,
+        };
+        let f = match file {
+            Some(f) => f,
+            None => file.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dir.join(name))
+                    .map_err(failed)?,
+            ),
+        };
+        f.write_all(rule.as_bytes()).map_err(failed)?;
     }
     Ok(())
 }

@@ -72,14 +72,19 @@ pub fn wait_for(pid: i32, signals: &SigSet, pty: Option<OwnedFd>) -> Result<i32,
     }
     let mut stdin_open = pty.is_some();
     let mut pty_open = pty.is_some();
-    let mut buf = [0u8; 16 * 1024];
+    // Only a relayed terminal needs a buffer (or std's stdin, which allocates one).
+    let mut buf = if pty.is_some() {
+        vec![0u8; 16 * 1024]
+    } else {
+        Vec::new()
+    };
     loop {
-        let stdin = std::io::stdin();
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         if let (Some(p), true) = (&pty, pty_open) {
             fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
         }
-        if stdin_open {
+        let stdin = stdin_open.then(std::io::stdin);
+        if let Some(stdin) = &stdin {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
         match poll(&mut fds, PollTimeout::NONE) {

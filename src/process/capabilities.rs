@@ -30,13 +30,13 @@ pub struct CapsError {
 impl Sets {
     /// Maps config.json's sets to what this kernel supports.
     pub fn from_spec(c: Option<&LinuxCapabilities>) -> Sets {
-        let supported = caps::runtime::thread_all_supported();
+        let last = last_cap();
         let map = |name: &str, set: Option<&Capabilities>| -> CapsHashSet {
             let mut out = CapsHashSet::new();
             for cap in set.into_iter().flatten() {
                 let full = format!("CAP_{cap}");
                 match full.parse::<Capability>() {
-                    Ok(c) if supported.contains(&c) => {
+                    Ok(c) if c.index() <= last => {
                         out.insert(c);
                     }
                     _ => logging::warn(&format!(
@@ -61,8 +61,9 @@ impl Sets {
     /// Drops everything outside the bounding set; needs CAP_SETPCAP, so it
     /// runs before the user is switched.
     pub fn limit_bounding(&self) -> Result<(), CapsError> {
-        for cap in caps::runtime::thread_all_supported() {
-            if !self.bounding.contains(&cap) {
+        let last = last_cap();
+        for cap in caps::all() {
+            if cap.index() <= last && !self.bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap).map_err(|source| CapsError {
                     set: "bounding",
                     source,
@@ -100,6 +101,31 @@ impl Sets {
     }
 }
 
+/// The highest capability number this kernel knows (/proc/sys/kernel/cap_last_cap),
+/// found by bisection with PR_CAPBSET_READ, which fails beyond it: six
+/// prctl calls where asking for each capability took forty-one. Found once
+/// per process; the init forked from brig inherits it.
+fn last_cap() -> u8 {
+    static LAST: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        let known = |cap: u8| {
+            // SAFETY: PR_CAPBSET_READ only reads the calling thread's bounding set.
+            unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) >= 0 }
+        };
+        // Invariant: `lo` is known (CAP_CHOWN, 0, always is), `hi` is not.
+        let (mut lo, mut hi) = (0u8, 64u8);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if known(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +141,11 @@ mod tests {
         assert!(s.bounding.contains(&Capability::CAP_CHOWN));
         assert_eq!(s.effective.len(), 1);
         assert!(s.inheritable.is_empty() && s.ambient.is_empty());
+    }
+
+    #[test]
+    fn last_cap_is_the_kernels() {
+        let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").unwrap();
+        assert_eq!(last_cap().to_string(), text.trim());
     }
 }

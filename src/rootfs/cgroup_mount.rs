@@ -46,7 +46,7 @@ pub fn mount_cgroup(
         Some("mode=755"),
     )
     .map_err(|e| RootfsError::mount(what, e))?;
-    for h in &hs {
+    for h in hs.iter() {
         let name = if h.unified {
             "unified".to_string()
         } else {
