@@ -6,8 +6,10 @@
 //! hierarchy, each a fresh cgroup mount (cgroup namespace) or a bind of the
 //! container's own directory in that hierarchy.
 
+use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::mount_options::MountOptions;
 use super::mounts::{bind_fd, remount, sys_mount, Context};
@@ -25,9 +27,7 @@ pub fn mount_cgroup(
 ) -> Result<(), RootfsError> {
     let hs = cgroups::hierarchy::mounted()
         .map_err(|e| RootfsError::Io(format!("read /proc/self/mountinfo: {e}")))?;
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .map(|t| cgroups::parse_proc_cgroup(&t))
-        .map_err(|e| RootfsError::Io(format!("read /proc/self/cgroup: {e}")))?;
+    let own = OwnCgroups::default();
     let flags = opts.flags & !(libc::MS_BIND | libc::MS_REC);
 
     if typ == "cgroup2" || cgroups::is_pure_v2(&hs) {
@@ -71,6 +71,22 @@ pub fn mount_cgroup(
     Ok(())
 }
 
+/// The init's own cgroups (/proc/self/cgroup), read the first time a bind
+/// needs them: with a cgroup namespace every hierarchy is a fresh mount.
+#[derive(Default)]
+struct OwnCgroups(OnceCell<HashMap<String, PathBuf>>);
+
+impl OwnCgroups {
+    fn get(&self) -> Result<&HashMap<String, PathBuf>, RootfsError> {
+        if let Some(own) = self.0.get() {
+            return Ok(own);
+        }
+        let text = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| RootfsError::Io(format!("read /proc/self/cgroup: {e}")))?;
+        Ok(self.0.get_or_init(|| cgroups::parse_proc_cgroup(&text)))
+    }
+}
+
 /// Mounts one hierarchy at `dest`: a new mount inside a cgroup namespace,
 /// otherwise a bind of the container's own directory.
 fn mount_hierarchy(
@@ -78,7 +94,7 @@ fn mount_hierarchy(
     what: &str,
     dest: &Path,
     h: &cgroups::Hierarchy,
-    own: &std::collections::HashMap<String, std::path::PathBuf>,
+    own: &OwnCgroups,
     flags: libc::c_ulong,
 ) -> Result<(), RootfsError> {
     let target = ctx.root.resolve(dest, Create::Dir)?;
@@ -94,7 +110,7 @@ fn mount_hierarchy(
         return sys_mount(Some(fstype), &target, Some(fstype), flags, Some(&data))
             .map_err(|e| RootfsError::mount(what, e));
     }
-    let Some(dir) = cgroups::own_dir(h, own) else {
+    let Some(dir) = cgroups::own_dir(h, own.get()?) else {
         return Ok(());
     };
     let src = nix::fcntl::open(

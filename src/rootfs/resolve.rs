@@ -71,13 +71,12 @@ impl Root {
     /// O_PATH fd, creating the last component (and parents) as `create` says.
     pub fn resolve(&self, path: &Path, create: Create) -> Result<OwnedFd, ResolveError> {
         let root = self.fd.as_fd();
-        if let Some(fd) = in_root(root, path, create) {
-            return Ok(fd);
-        }
-        walk(root, path, create, true).map_err(|source| ResolveError {
-            path: path.to_path_buf(),
-            source,
-        })
+        in_root(root, path, create)
+            .unwrap_or_else(|| walk(root, path, create, true))
+            .map_err(|source| ResolveError {
+                path: path.to_path_buf(),
+                source,
+            })
     }
 
     /// Resolves all but the last component and returns (parent fd, last name);
@@ -102,7 +101,9 @@ impl Root {
 /// The kernel's own confined walk: `path` resolved with `root` as `/`, as
 /// an O_PATH fd. A missing last component is created when its parent
 /// resolves. None when openat2 cannot settle it; the caller then walks.
-fn in_root(root: BorrowedFd<'_>, path: &Path, create: Create) -> Option<OwnedFd> {
+/// A missing path with nothing to create is settled: ENOENT, as the walk
+/// would find (a masked path absent from this kernel's /proc, say).
+fn in_root(root: BorrowedFd<'_>, path: &Path, create: Create) -> Option<nix::Result<OwnedFd>> {
     let open = |p: &Path| {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
@@ -110,12 +111,13 @@ fn in_root(root: BorrowedFd<'_>, path: &Path, create: Create) -> Option<OwnedFd>
         openat2(root, p, how)
     };
     match open(path) {
-        Ok(fd) => Some(fd),
-        Err(nix::Error::ENOENT) if create != Create::Nothing => {
+        Ok(fd) => Some(Ok(fd)),
+        Err(nix::Error::ENOENT) if create == Create::Nothing => Some(Err(nix::Error::ENOENT)),
+        Err(nix::Error::ENOENT) => {
             let name = path.file_name()?;
             let parent = open(path.parent()?).ok()?;
             make(parent.as_fd(), name, create).ok()?;
-            open(path).ok()
+            open(path).ok().map(Ok)
         }
         Err(_) => None,
     }
@@ -288,14 +290,21 @@ mod tests {
         ] {
             let ours = walk(r.fd(), Path::new(p), Create::Nothing, true).unwrap();
             let kernel = in_root(r.fd(), Path::new(p), Create::Nothing)
-                .unwrap_or_else(|| panic!("openat2 did not resolve {p}"));
+                .unwrap_or_else(|| panic!("openat2 did not resolve {p}"))
+                .unwrap();
             assert_eq!(describe(&ours), describe(&kernel), "{p}");
         }
         // A missing last component is made in its parent; deeper gaps are left to the walk.
-        let fd = in_root(r.fd(), Path::new("/etc/sublink/new"), Create::Dir).unwrap();
-        assert_eq!(describe(&fd), root.join("etc/sub/new").to_str().unwrap());
+        let fd = in_root(r.fd(), Path::new("/etc/sublink/new"), Create::Dir);
+        assert_eq!(
+            describe(&fd.unwrap().unwrap()),
+            root.join("etc/sub/new").to_str().unwrap()
+        );
         assert!(in_root(r.fd(), Path::new("/x/y"), Create::Dir).is_none());
-        assert!(in_root(r.fd(), Path::new("/missing"), Create::Nothing).is_none());
+        let missing = in_root(r.fd(), Path::new("/missing"), Create::Nothing);
+        assert_eq!(missing.unwrap().unwrap_err(), nix::Error::ENOENT);
+        let walked = walk(r.fd(), Path::new("/missing"), Create::Nothing, true);
+        assert_eq!(walked.unwrap_err(), nix::Error::ENOENT);
         fs::remove_dir_all(&base).unwrap();
     }
 
