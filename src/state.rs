@@ -112,6 +112,7 @@ pub struct Saved {
     /// resolves it; None if that was invalid (then there is no cgroup).
     pub cgroup_path: Option<PathBuf>,
     /// Whether linux.namespaces gave the container a pid namespace of its own.
+    #[serde(default)]
     pub own_pid_namespace: bool,
     /// The spec's hooks: start and delete run some of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]

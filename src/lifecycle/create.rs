@@ -1,6 +1,7 @@
 //! `create`: validate the bundle, claim the id, spawn the init and record
 //! the container once the init is set up and waiting for `start`.
 
+use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -334,18 +335,16 @@ fn record_creating(dir: &Path, o: &CreateOptions, b: &Bundle) -> Result<Containe
         },
     };
     c.saved.facts_from(&b.spec);
-    let serialized;
     let json = match &b.json {
-        Some(text) => text,
-        None => {
-            serialized = serde_json::to_vec(&b.spec).map_err(|source| StateError::Corrupt {
+        Some(text) => Cow::Borrowed(text),
+        None => Cow::Owned(
+            serde_json::to_vec(&b.spec).map_err(|source| StateError::Corrupt {
                 path: dir.join(state::CONFIG_FILE),
                 source,
-            })?;
-            &serialized
-        }
+            })?,
+        ),
     };
-    c.save_spec(json)?;
+    c.save_spec(&json)?;
     c.save()?;
     Ok(c)
 }
